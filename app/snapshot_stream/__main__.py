@@ -1,0 +1,7 @@
+"""``python -m snapshot_stream``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,11 @@
+"""Exceptions shared by the capture sources."""
+
+from __future__ import annotations
+
+
+class SourceError(RuntimeError):
+    """A frame source could not be opened or read.
+
+    ``str(e)`` is a short human reason meant for logs, /healthz and the placeholder image,
+    e.g. ``"cannot open /dev/video0: no such device"`` or ``"no data for 5.0 s"``.
+    """

@@ -1,0 +1,152 @@
+"""Prometheus metrics in the text exposition format 0.0.4, without a client library.
+
+The web layer fills a :class:`MetricsSnapshot` from the hub and serves :func:`render` at
+/metrics with :data:`CONTENT_TYPE`. A hand-written renderer keeps the dependency list short
+(Pi installs) and the output is small and fixed, so there is nothing a library would add.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "snapshot_stream_"
+STATES = ("starting", "streaming", "no_signal", "idle")
+
+# scheme://user:password@host -> scheme://host
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Point-in-time figures; counters are totals since the process started."""
+
+    name: str
+    source: str
+    state: str
+    frames_captured: int
+    frames_served: int
+    frames_passthrough: int
+    frames_encoded: int
+    frames_dropped: int
+    clients: int
+    reconnects: int
+    encode_seconds_sum: float
+    encode_count: int
+    last_frame_age: float
+    fps_measured: float
+    uptime: float
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value as the format requires: backslash, double quote, newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def redact_url(source: str) -> str:
+    """``source`` without any ``user:password@`` part.
+
+    Metrics are scraped and stored elsewhere (often with looser access than the camera), so an
+    upstream camera's credentials must never end up in a label.
+    """
+    return _USERINFO_RE.sub(r"\1", source)
+
+
+def _escape_help(text: str) -> str:
+    # HELP text escapes only backslash and newline (quotes are literal there).
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus parses it (Go ParseFloat plus +Inf/-Inf/NaN)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> str:
+        full = PREFIX + name
+        self.lines.append(f"# HELP {full} {_escape_help(help_text)}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        return full
+
+    def sample(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        self.lines.append(f"{name}{_labels(labels or {})} {format_value(value)}")
+
+    def single(self, name: str, kind: str, help_text: str, value: float) -> None:
+        self.sample(self.family(name, kind, help_text), value)
+
+
+def render(snap: MetricsSnapshot) -> str:
+    """The whole /metrics body (ends with a newline, as the format requires)."""
+    w = _Writer()
+    info = w.family("info", "gauge", "Camera name and source; the value is always 1.")
+    w.sample(info, 1, {"name": snap.name, "source": redact_url(snap.source)})
+
+    state = w.family("state", "gauge", "Capture state, one-hot over " + "|".join(STATES) + ".")
+    for s in STATES:
+        w.sample(state, int(snap.state == s), {"state": s})
+
+    # "Up" means frames arrive; idle (released by --idle-release) is healthy but not up, and is
+    # visible in snapshot_stream_state.
+    w.single(
+        "camera_up",
+        "gauge",
+        "1 while frames arrive from the source (state streaming), else 0.",
+        int(snap.state == "streaming"),
+    )
+
+    counters = (
+        ("frames_captured_total", "Frames read from the source.", snap.frames_captured),
+        ("frames_served_total", "JPEG frames written to clients.", snap.frames_served),
+        (
+            "frames_passthrough_total",
+            "Frames forwarded as the source's own JPEG, without re-encoding.",
+            snap.frames_passthrough,
+        ),
+        ("frames_encoded_total", "Frames encoded to JPEG.", snap.frames_encoded),
+        (
+            "frames_dropped_total",
+            "Frames skipped for clients that could not keep up.",
+            snap.frames_dropped,
+        ),
+        ("reconnects_total", "Times the source was reopened after a failure.", snap.reconnects),
+    )
+    for name, help_text, value in counters:
+        w.single(name, "counter", help_text, value)
+
+    w.single("clients", "gauge", "Clients currently connected to /stream.", snap.clients)
+    w.single(
+        "fps_measured", "gauge", "Capture rate over the last seconds (frames/s).", snap.fps_measured
+    )
+    w.single(
+        "last_frame_age_seconds",
+        "gauge",
+        "Seconds since the newest frame was captured.",
+        snap.last_frame_age,
+    )
+    w.single("uptime_seconds", "gauge", "Seconds since the process started.", snap.uptime)
+
+    enc = w.family("encode_seconds", "summary", "Time spent encoding frames to JPEG.")
+    w.sample(enc + "_sum", snap.encode_seconds_sum)
+    w.sample(enc + "_count", snap.encode_count)
+    return "\n".join(w.lines) + "\n"

@@ -1,0 +1,285 @@
+"""Frame sources: the camera (V4L2), a video file, an http(s)/rtsp URL or the test pattern.
+
+A source is deliberately small: ``open()``, ``read()``, ``close()``, ``describe()``. ``read()``
+blocks until the next frame and returns either a BGR ``numpy`` image or the JPEG bytes the source
+delivered as they are (camera MJPEG passthrough, an upstream MJPEG stream); it raises
+:class:`SourceError` when the source failed. The capture thread calls these in a worker thread
+and enforces the timeouts, so a source may block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from .config import Config
+from .errors import SourceError
+from .synthetic import SyntheticSource
+
+log = logging.getLogger(__name__)
+
+Captured = np.ndarray | bytes
+
+
+def redact(url: str) -> str:
+    """The URL without a password (it ends up in logs, /healthz and /metrics)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=host))
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What the capture thread needs from a frame source."""
+
+    def open(self) -> None: ...
+
+    def read(self) -> Captured: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+SourceFactory = Callable[[], Source]
+
+
+class OpenCVSource:
+    """cv2.VideoCapture on a video file or an rtsp/http URL (paced by the capture thread)."""
+
+    def __init__(self, target: str, buffersize: int = 1, *, is_file: bool = False) -> None:
+        self.target = target
+        self.buffersize = buffersize
+        self.is_file = is_file
+        self._cap: Any = None
+
+    def describe(self) -> str:
+        return redact(self.target)
+
+    def open(self) -> None:
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            what = "video file" if self.is_file else "stream"
+            raise SourceError(f"cannot open {what} {self.describe()}")
+        if not self.is_file:
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, self.buffersize)
+        self._cap = cap
+
+    def read(self) -> Captured:
+        if self._cap is None:
+            raise SourceError(f"{self.describe()} is not open")
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise SourceError("end of file" if self.is_file else f"{self.describe()}: read failed")
+        return frame
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+class UpstreamMjpegSource:
+    """An upstream MJPEG (multipart) stream, read continuously; read() returns the newest JPEG.
+
+    The upstream's JPEG bytes are kept as they are (passthrough). A pump thread drains the
+    upstream so its frames never queue up in socket buffers however slowly we sample them.
+    If the URL does not serve multipart MJPEG, fall back to cv2.VideoCapture(url).
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, buffersize: int = 1) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.buffersize = buffersize
+        self._reader: Any = None
+        self._fallback: OpenCVSource | None = None
+        self._cond = threading.Condition()
+        self._latest: bytes | None = None
+        self._latest_n = 0
+        self._returned_n = 0
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    def open(self) -> None:
+        from .upstream import MjpegReader
+
+        reader = MjpegReader(self.url, self.timeout)
+        try:
+            reader.open()
+        except SourceError as exc:
+            if not _not_mjpeg(exc):
+                raise
+            level = logging.DEBUG if self.url in _FALLBACK_LOGGED else logging.INFO
+            _FALLBACK_LOGGED.add(self.url)
+            log.log(level, "%s: %s; trying OpenCV", self.describe(), exc)
+            fallback = OpenCVSource(self.url, self.buffersize)
+            try:
+                fallback.open()
+            except SourceError:
+                raise exc from None
+            self._fallback = fallback
+            return
+        self._reader = reader
+        threading.Thread(target=self._pump, name="upstream-pump", daemon=True).start()
+
+    def _pump(self) -> None:
+        reader = self._reader
+        while not self._closed:
+            try:
+                jpeg, _ts = reader.read()
+            except BaseException as exc:  # reported to read(); this thread just ends
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._latest = jpeg
+                self._latest_n += 1
+                self._cond.notify_all()
+
+    def read(self) -> Captured:
+        if self._fallback is not None:
+            return self._fallback.read()
+        with self._cond:
+            while self._latest_n == self._returned_n:
+                if self._error is not None:
+                    err = self._error
+                    raise err if isinstance(err, SourceError) else SourceError(str(err))
+                if self._closed:
+                    raise SourceError("closed")
+                self._cond.wait(1.0)
+            self._returned_n = self._latest_n
+            assert self._latest is not None
+            return self._latest
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._fallback is not None:
+            self._fallback.close()
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception as exc:
+                log.debug("closing %s: %s", self.describe(), exc)
+
+
+_FALLBACK_LOGGED: set[str] = set()
+
+
+def _not_mjpeg(exc: SourceError) -> bool:
+    """True when the upstream answered, but not with multipart MJPEG."""
+    if getattr(exc, "not_mjpeg", False):
+        return True
+    return str(exc).lower().startswith("not an mjpeg stream")
+
+
+class CameraSource:
+    """A V4L2 camera: ``--device auto`` takes the first device that delivers a frame."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.device = config.device
+        self._cap: Any = None
+        self._settings: Any = None
+        self._first: Any = None
+
+    def describe(self) -> str:
+        if self._settings is not None:
+            return str(getattr(self._settings, "path", self.device))
+        return "camera (auto)" if self.device == "auto" else self.device
+
+    @property
+    def settings(self) -> Any:
+        return self._settings
+
+    def open(self) -> None:
+        from . import v4l2
+
+        cfg = self.config
+        if self.device == "auto":
+            try:
+                cap, settings, first = v4l2.first_working(
+                    cfg.width, cfg.height, cfg.fps, cfg.buffersize
+                )
+            except SourceError as exc:
+                text = str(exc)
+                if text.startswith("no working camera"):
+                    raise
+                raise SourceError(f"no working camera: {text}") from exc
+            self._first = first
+        else:
+            if not os.path.exists(self.device):
+                raise SourceError(f"{self.device}: no such device")
+            cap, settings = v4l2.open_device(
+                self.device, cfg.width, cfg.height, cfg.fps, cfg.buffersize
+            )
+        self._cap, self._settings = cap, settings
+        log.info("camera %s: %s", self.describe(), settings)
+
+    def read(self) -> Captured:
+        from . import v4l2
+
+        if self._cap is None:
+            raise SourceError(f"{self.describe()} is not open")
+        if self._first is not None:
+            frame, self._first = self._first, None
+        else:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                gone = self.device != "auto" and not os.path.exists(self.device)
+                path = self.describe()
+                raise SourceError(f"{path}: device disappeared" if gone else f"{path}: read failed")
+        try:
+            return v4l2.decode_frame(frame, self._settings)
+        except SourceError:
+            return b""  # a corrupt frame: dropped by the capture thread, not a loss
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+def describe_source(config: Config) -> str:
+    """What --source / --device ask for, for logs and /healthz before anything is open."""
+    if config.source:
+        return redact(config.source)
+    return "camera (auto)" if config.device == "auto" else config.device
+
+
+def make_factory(config: Config) -> SourceFactory:
+    """Return a callable building a fresh, unopened Source for --source / --device."""
+    spec = config.source
+    if spec == "synthetic":
+        return lambda: SyntheticSource(config.width, config.height)
+    if spec:
+        lower = spec.lower()
+        if lower.startswith(("http://", "https://")):
+            timeout = max(5.0, config.read_timeout)
+            return lambda: UpstreamMjpegSource(spec, timeout, config.buffersize)
+        if "://" in lower:  # rtsp:// and anything else FFmpeg understands
+            return lambda: OpenCVSource(spec, config.buffersize)
+        return lambda: OpenCVSource(spec, config.buffersize, is_file=True)
+    return lambda: CameraSource(config)
