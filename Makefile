@@ -26,14 +26,15 @@ test: venv
 	@scripts/stage molecule $(MAKE) --no-print-directory molecule
 
 lint: venv
-	ruff check app bench
-	ruff format --check app bench
+	ruff check app bench tests
+	ruff format --check app bench tests
 	yamllint -s .
 	ansible-lint --profile production
 	ansible-playbook --syntax-check -i inventory.example playbook.yml
 
 pytest: venv
 	cd app && ../$(PY) -m pytest -q
+	$(PY) -m pytest -q tests
 
 images:
 	scripts/build-images
