@@ -127,6 +127,15 @@ def test_figures(bench: ModuleType) -> None:
     assert bench.verdict("rss_mb", math.nan) == "n/a"
 
 
+def test_cpu_delta(bench: ModuleType) -> None:
+    a = bench.CpuSample(1.00, {"1": 0.5, "2": 0.25})
+    b = bench.CpuSample(1.10, {"1": 0.5625, "2": 0.3125})
+    assert bench.cpu_delta(a, b) == pytest.approx(0.125)  # exact per-thread run times
+    gone = bench.CpuSample(1.10, {"1": 0.5625})  # a thread exited: fall back to the ticks
+    assert bench.cpu_delta(a, gone) == pytest.approx(0.10)
+    assert bench.cpu_delta(bench.CpuSample(1.0, {}), bench.CpuSample(1.5, {})) == 0.5
+
+
 def test_clients_against_the_real_server(bench: ModuleType, spawn) -> None:
     proc = spawn("--source", "synthetic", "--fps", "25", "--quality", "30", "--max-clients", "8")
     srv_stat = Path(f"/proc/{proc.proc.pid}/stat")
@@ -149,9 +158,9 @@ def test_clients_against_the_real_server(bench: ModuleType, spawn) -> None:
 def test_server_sampling_and_slow_client(bench: ModuleType) -> None:
     """bench's own Server wrapper (what `python bench/bench.py` uses), briefly."""
     with bench.server(sys.executable, ["--source", "synthetic", "--fps", "10"], "smoke") as srv:
-        cpu0 = srv.cpu_seconds()
+        cpu0 = srv.cpu_sample()
         result = bench.run_clients("127.0.0.1", srv.port, 1, duration=1.5, warmup=0.3, slow=1)
-        assert srv.cpu_seconds() >= cpu0
+        assert bench.cpu_delta(cpu0, srv.cpu_sample()) > 0
         assert srv.status_kb("VmRSS") > 0
     assert result["fast"][0]["frames"] > 0
     slow = result["slow"][0]

@@ -76,6 +76,31 @@ def test_metrics(url: str) -> None:
     assert 'snapshot_stream_state{state="streaming"} 1' in r.text
 
 
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.split(" ")[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def test_metrics_counters_follow_the_stream(url: str) -> None:
+    before = requests.get(url + "/metrics", timeout=5).text
+    client = MjpegClient(url + "/stream")
+    try:
+        parts = [client.read_part() for _ in range(5)]
+    finally:
+        client.close()
+    after = requests.get(url + "/metrics", timeout=5).text
+    served = _metric(after, "snapshot_stream_frames_served_total")
+    assert served - _metric(before, "snapshot_stream_frames_served_total") >= len(parts)
+    # The synthetic source is encoded here, so every captured frame was an encode.
+    assert _metric(after, "snapshot_stream_encode_seconds_count") > _metric(
+        before, "snapshot_stream_encode_seconds_count"
+    )
+    assert _metric(after, "snapshot_stream_encode_seconds_sum") > 0
+    assert _metric(after, "snapshot_stream_frames_passthrough_total") == 0
+
+
 def test_page(url: str) -> None:
     r = requests.get(url + "/", headers={"Host": "camera.lan:8080"}, timeout=5)
     assert r.status_code == 200
