@@ -8,17 +8,16 @@ The web layer fills a :class:`MetricsSnapshot` from the hub and serves :func:`re
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
+
+from .upstream import redact_url
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "snapshot_stream_"
 STATES = ("starting", "streaming", "no_signal", "idle")
 
+
 # scheme://user:password@host -> scheme://host
-_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
-
-
 @dataclass(frozen=True)
 class MetricsSnapshot:
     """Point-in-time figures; counters are totals since the process started."""
@@ -43,15 +42,6 @@ class MetricsSnapshot:
 def escape_label_value(value: str) -> str:
     """Escape a label value as the format requires: backslash, double quote, newline."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def redact_url(source: str) -> str:
-    """``source`` without any ``user:password@`` part.
-
-    Metrics are scraped and stored elsewhere (often with looser access than the camera), so an
-    upstream camera's credentials must never end up in a label.
-    """
-    return _USERINFO_RE.sub(r"\1", source)
 
 
 def _escape_help(text: str) -> str:

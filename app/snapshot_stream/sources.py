@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -22,26 +21,11 @@ import numpy as np
 from .config import Config
 from .errors import SourceError
 from .synthetic import SyntheticSource
+from .upstream import redact_url
 
 log = logging.getLogger(__name__)
 
 Captured = np.ndarray | bytes
-
-
-def redact(url: str) -> str:
-    """The URL without a password (it ends up in logs, /healthz and /metrics)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
 
 
 @runtime_checkable
@@ -70,7 +54,7 @@ class OpenCVSource:
         self._cap: Any = None
 
     def describe(self) -> str:
-        return redact(self.target)
+        return redact_url(self.target)
 
     def open(self) -> None:
         cap = cv2.VideoCapture(self.target)
@@ -118,7 +102,7 @@ class UpstreamMjpegSource:
         self._closed = False
 
     def describe(self) -> str:
-        return redact(self.url)
+        return redact_url(self.url)
 
     def open(self) -> None:
         from .upstream import MjpegReader
@@ -265,7 +249,7 @@ class CameraSource:
 def describe_source(config: Config) -> str:
     """What --source / --device ask for, for logs and /healthz before anything is open."""
     if config.source:
-        return redact(config.source)
+        return redact_url(config.source)
     return "camera (auto)" if config.device == "auto" else config.device
 
 

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -39,9 +40,16 @@ class _EndOfStream(Exception):
     """The upstream closed the connection or sent the closing delimiter."""
 
 
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL without user:password, for logs, messages and /healthz."""
-    parts = urlsplit(url)
+    """The URL without user:password, for logs, messages, /healthz and /metrics labels."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # urlsplit rejects some malformed URLs (a bad IPv6 literal): strip the userinfo anyway.
+        return _USERINFO_RE.sub(r"\1", url)
     if parts.username is None and parts.password is None:
         return url
     netloc = parts.hostname or ""
