@@ -17,6 +17,22 @@ def _decode(part: Part) -> np.ndarray:
     return image
 
 
+def _collect_concurrently(urls: list[str], seconds: float) -> list[list[Part]]:
+    """One client per URL, all reading at the same time; raises if any client failed."""
+    results: list[list[Part]] = [[] for _ in urls]
+    errors: list[Exception] = []
+    threads = [
+        threading.Thread(target=_collect, args=(url, seconds, results[i], errors))
+        for i, url in enumerate(urls)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors, errors
+    return results
+
+
 def _check_parts(parts: list[Part], width: int, height: int, fps: float) -> None:
     assert parts, "no parts"
     for p in parts:
@@ -53,39 +69,15 @@ def _collect(url: str, seconds: float, out: list, errors: list) -> None:
 def test_four_clients_640x480_subprocess(spawn) -> None:
     fps = 12.0
     proc = spawn("--source", "synthetic", "--fps", str(fps), "--width", "640", "--height", "480")
-    results: list[list[Part]] = [[] for _ in range(4)]
-    errors: list[Exception] = []
     paths = ["/stream", "/stream", "/?action=stream", "/stream"]
-    threads = [
-        threading.Thread(target=_collect, args=(proc.url + path, 3.5, results[i], errors))
-        for i, path in enumerate(paths)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert not errors, errors
-    for parts in results:
+    for parts in _collect_concurrently([proc.url + path for path in paths], 3.5):
         _check_parts(parts, 640, 480, fps)
 
 
 @pytest.mark.parametrize(("width", "height", "fps"), [(160, 120, 20.0), (320, 240, 25.0)])
 def test_four_clients_in_process(width: int, height: int, fps: float) -> None:
     with running(cfg(width=width, height=height, fps=fps)) as s:
-        results: list[list[Part]] = [[] for _ in range(4)]
-        errors: list[Exception] = []
-        threads = [
-            threading.Thread(
-                target=_collect, args=(base_url(s) + "/stream", 3.2, results[i], errors)
-            )
-            for i in range(4)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-        assert not errors, errors
-        for parts in results:
+        for parts in _collect_concurrently([base_url(s) + "/stream"] * 4, 3.2):
             _check_parts(parts, width, height, fps)
         assert s.hub.clients == 0 or s.hub.clients <= 4
 
