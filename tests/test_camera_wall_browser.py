@@ -1,5 +1,6 @@
 """End to end: real streamers on loopback, the generated camera wall in headless Chromium, and
-a frame read with ffmpeg from the generated VLC playlist.
+a frame read with ffmpeg from the generated VLC playlist; and the check script tests/camera_wall.py
+(used by the Molecule fleet scenario) run as a command against the same streamers.
 
 Needs the Debian packages chromium, chromium-driver and ffmpeg (skipped, with the reason, when
 a binary is missing) and the pinned selenium of requirements-dev.txt. Saves a screenshot of
@@ -10,45 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+import camera_wall as wall
+from camera_wall import grab_frame, jpeg_size, wait_for
 from test_outputs import REPO, recap, run_outputs
 
 pytestmark = pytest.mark.timeout(300)
 
 ARTIFACTS = REPO / "artifacts"
-CHROME_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,800",
-]
+CLI = REPO / "tests" / "camera_wall.py"
 # (host, camera) of the test fleet: one host with two cameras, one with one.
 FLEET = [("cam-a", "one"), ("cam-a", "two"), ("cam-b", "three")]
-
-
-def _binary(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+# An address no resolver knows (RFC 6761): only the check's --resolve makes it reach loopback.
+FAKE_NAME = "wall-check.invalid"
+PASSWORD = "wall-test-password"
 
 
 def _free_port() -> int:
@@ -120,17 +107,10 @@ class Streamer:
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
-    chromium = _binary("chromium", "chromium-browser", "google-chrome")
-    driver = _binary("chromedriver")
-    ffmpeg = _binary("ffmpeg")
-    missing = [
-        pkg
-        for pkg, found in (("chromium", chromium), ("chromium-driver", driver), ("ffmpeg", ffmpeg))
-        if not found
-    ]
+    found, missing = wall.find_tools("chromium", "chromedriver", "ffmpeg")
     if missing:
         pytest.skip(f"missing binaries; install the Debian packages: {' '.join(missing)}")
-    return {"chromium": chromium, "chromedriver": driver, "ffmpeg": ffmpeg}
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -146,63 +126,38 @@ def streamers(tmp_path_factory: pytest.TempPathFactory, tools: dict[str, str]) -
             streamer.stop()
 
 
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory, streamers: list[Streamer]) -> Path:
+def write_inventory(path: Path, cameras: list[tuple[str, dict]], address: str) -> Path:
+    """An inventory of (host, camera) pairs whose hosts are all at `address`."""
     hosts: dict[str, dict] = {}
-    for (host, cam), streamer in zip(FLEET, streamers, strict=True):
-        entry = hosts.setdefault(host, {"ansible_host": "127.0.0.1", "snapshot_stream_cameras": []})
-        entry["snapshot_stream_cameras"].append(
-            {"name": cam, "port": streamer.port, "expose": "lan", "width": 320, "height": 240}
-        )
-    path = tmp_path_factory.mktemp("inventory") / "inventory.yml"
+    for host, camera in cameras:
+        entry = hosts.setdefault(host, {"ansible_host": address, "snapshot_stream_cameras": []})
+        entry["snapshot_stream_cameras"].append(camera)
     path.write_text(yaml.safe_dump({"all": {"children": {"cameras": {"hosts": hosts}}}}))
     return path
 
 
+def fleet_inventory(path: Path, streamers: list[Streamer], address: str) -> Path:
+    cameras = [
+        (host, {"name": cam, "port": s.port, "expose": "lan", "width": 320, "height": 240})
+        for (host, cam), s in zip(FLEET, streamers, strict=True)
+    ]
+    return write_inventory(path, cameras, address)
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory, streamers: list[Streamer]) -> Path:
+    path = tmp_path_factory.mktemp("inventory") / "inventory.yml"
+    return fleet_inventory(path, streamers, "127.0.0.1")
+
+
 @pytest.fixture
-def browser(tools: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager download anything
-    profile = tempfile.mkdtemp(prefix="camera-wall-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = tools["chromium"]
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(tools["chromedriver"]), options=options)
-    try:
+def browser(tools: dict[str, str]) -> Iterator[object]:
+    with wall.chromium(tools) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-CARDS_JS = """
-return Array.from(document.querySelectorAll('article.cam')).map(function (c) {
-  var img = c.querySelector('img');
-  return {id: c.id, src: img.currentSrc || img.src, naturalWidth: img.naturalWidth,
-          state: c.getAttribute('data-state'), reachable: c.getAttribute('data-reachable'),
-          text: c.querySelector('.state').textContent};
-});
-"""
-
-
-def wait_for(driver: object, check: Callable[[list[dict]], bool], timeout: float = 30) -> list:
-    deadline = time.monotonic() + timeout
-    cards: list[dict] = []
-    while time.monotonic() < deadline:
-        cards = driver.execute_script(CARDS_JS)
-        if check(cards):
-            return cards
-        time.sleep(0.25)
-    pytest.fail(f"the camera wall did not get there in {timeout} s: {json.dumps(cards, indent=1)}")
 
 
 def all_live(cards: list[dict]) -> bool:
-    return len(cards) == len(FLEET) and all(
-        c["naturalWidth"] > 0 and c["state"] == "live" and c["reachable"] == "true" for c in cards
-    )
+    return wall.all_live(cards, len(FLEET))
 
 
 def generate(out_dir: Path, inventory: Path, **extra: object) -> Path:
@@ -260,73 +215,128 @@ def test_ffmpeg_reads_a_stream_from_the_playlist(tmp_path, inventory, streamers,
     assert lines[0] == "#EXTM3U"
     urls = [line for line in lines if line.startswith("http")]
     assert urls == [s.url("/stream") for s in streamers]
-    frame = tmp_path / "frame.jpg"
-    subprocess.run(
-        [
-            tools["ffmpeg"],
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-i",
-            urls[0],
-            "-frames:v",
-            "1",
-            str(frame),
-        ],
-        check=True,
-        timeout=60,
-    )
-    data = frame.read_bytes()
-    assert data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
-    assert jpeg_size(data) == (320, 240)
+    # grab_frame fails unless ffmpeg hands over one whole JPEG (FFD8..FFD9).
+    assert jpeg_size(grab_frame(tools["ffmpeg"], urls[0])) == (320, 240)
 
 
-def jpeg_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the first SOF marker of a JPEG."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + length
-    raise AssertionError("no SOF marker in the JPEG")
-
-
-def test_camera_wall_login_camera(tmp_path, tools, browser):
-    """A camera with a login answers (/healthz needs none) but its image needs the password."""
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory, tools: dict[str, str]) -> Iterator[dict]:
+    """A camera with a login, and the fleet outputs of an inventory holding just that camera."""
+    tmp = tmp_path_factory.mktemp("locked")
     hashed = subprocess.run(
         [sys.executable, "-m", "snapshot_stream", "hash-password"],
-        input="wall-test-password\n",
+        input=f"{PASSWORD}\n",
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout.strip()
-    streamer = Streamer(
-        _free_port(), "locked", tmp_path, "--auth-user", "viewer", "--auth-hash", hashed
-    )
+    streamer = Streamer(_free_port(), "locked", tmp, "--auth-user", "viewer", "--auth-hash", hashed)
     streamer.start()
     try:
         camera = {"name": "locked", "port": streamer.port, "auth_user": "viewer"}
         camera["auth_hash"] = hashed
-        inventory = tmp_path / "inventory.yml"
-        hosts = {"cam-c": {"ansible_host": "127.0.0.1", "snapshot_stream_cameras": [camera]}}
-        inventory.write_text(yaml.safe_dump({"all": {"children": {"cameras": {"hosts": hosts}}}}))
-        page = generate(tmp_path / "outputs", inventory)
-        for path in (tmp_path / "outputs").iterdir():
-            assert hashed not in path.read_text(), path.name
-        browser.get(page.as_uri())
-        (card,) = wait_for(
-            browser,
-            lambda cs: cs[0]["state"] == "login" and cs[0]["reachable"] == "true",
-        )
-        assert card["text"] == "login required"
+        inventory = write_inventory(tmp / "inventory.yml", [("cam-c", camera)], "127.0.0.1")
+        generate(tmp / "outputs", inventory)
+        yield {"outputs": tmp / "outputs", "hash": hashed}
     finally:
         streamer.stop()
+
+
+def test_camera_wall_login_camera(locked, browser):
+    """A camera with a login answers (/healthz needs none) but its image needs the password."""
+    for path in locked["outputs"].iterdir():
+        assert locked["hash"] not in path.read_text(), path.name
+    browser.get((locked["outputs"] / "cameras.html").as_uri())
+    (card,) = wait_for(
+        browser,
+        lambda cs: cs[0]["state"] == "login" and cs[0]["reachable"] == "true",
+    )
+    assert card["text"] == "login required"
+
+
+# The check script, as the Molecule fleet scenario runs it.
+
+
+@pytest.fixture(scope="module")
+def named_outputs(tmp_path_factory: pytest.TempPathFactory, streamers: list[Streamer]) -> Path:
+    """Fleet outputs whose URLs name FAKE_NAME, like the tailnet names of the Molecule fleet."""
+    tmp = tmp_path_factory.mktemp("named")
+    inventory = fleet_inventory(tmp / "inventory.yml", streamers, FAKE_NAME)
+    generate(tmp / "outputs", inventory)
+    return tmp / "outputs"
+
+
+def check_wall(
+    outputs: Path, screenshot: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(CLI),
+            "--outputs",
+            str(outputs),
+            "--screenshot",
+            str(screenshot),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env=env,
+    )
+
+
+def assert_all_live(proc: subprocess.CompletedProcess[str], expected: int) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["expected"] == expected
+    assert len(report["cards"]) == expected
+    for card in report["cards"]:
+        assert card["state"] == "live" and card["naturalWidth"] > 0, card
+    for frame in report["ffmpeg"]:
+        assert frame["size"] == [320, 240] and frame["bytes"] > 0, frame
+    return report
+
+
+def test_check_script_reaches_names_through_resolve(tmp_path, named_outputs, streamers):
+    screenshot = tmp_path / "shots" / "wall.png"
+    proc = check_wall(
+        named_outputs,
+        screenshot,
+        "--resolve",
+        f"{FAKE_NAME}=127.0.0.1",
+        "--ffmpeg",
+        "--timeout",
+        "60",
+    )
+    report = assert_all_live(proc, len(FLEET))
+    streams = [f"http://{FAKE_NAME}:{s.port}/stream" for s in streamers]
+    assert [c["src"] for c in report["cards"]] == streams
+    assert [f["url"] for f in report["ffmpeg"]] == streams
+    assert [f["read_from"] for f in report["ffmpeg"]] == [s.url("/stream") for s in streamers]
+    assert f"reading {streams[0]} from {streamers[0].url('/stream')}" in proc.stderr
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_script_fails_without_resolve(tmp_path, named_outputs):
+    screenshot = tmp_path / "wall.png"
+    proc = check_wall(named_outputs, screenshot, "--timeout", "6")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert f"FAILED: after 6 s: 0 of {len(FLEET)} cards live ({len(FLEET)} expected)" in proc.stderr
+    assert proc.stderr.count("state=") == len(FLEET)
+    assert screenshot.is_file() and screenshot.stat().st_size > 0
+
+
+def test_check_script_sends_basic_auth(tmp_path, locked):
+    screenshot = tmp_path / "wall.png"
+    env = {**os.environ, wall.AUTH_ENV: f"viewer:{PASSWORD}"}
+    for args, environ in (((f"--basic-auth=viewer:{PASSWORD}",), None), ((), env)):
+        proc = check_wall(locked["outputs"], screenshot, "--ffmpeg", *args, env=environ)
+        assert_all_live(proc, 1)
+        assert PASSWORD not in proc.stdout + proc.stderr
+    # Without the password the image stays locked: the check fails, naming the login state.
+    proc = check_wall(locked["outputs"], screenshot, "--timeout", "6")
+    assert proc.returncode == 1 and "state=login" in proc.stderr, proc.stderr
