@@ -29,6 +29,7 @@ lint: venv
 	ruff check app bench tests molecule
 	ruff format --check app bench tests molecule
 	yamllint -s .
+	shellcheck .ci/run scripts/* roles/snapshot_stream/files/snapshot-stream-tailnet
 	ansible-lint --profile production
 	ansible-playbook --syntax-check -i inventory.example playbook.yml
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Molecule verifier helper, run INSIDE a container (python3 stdlib only, no OpenCV needed).
 
-  camera_check.py stream PORT [--seconds S] [--user U --password P]
+  camera_check.py stream PORT [--host H] [--seconds S] [--user U --password P]
       reads /stream for S seconds, checks every part is a whole JPEG (SOI..EOI) and decodes its size
       from the SOF marker; also fetches /snapshot.jpg and /healthz. Prints one JSON object.
-  camera_check.py restart UNIT PORT [--within S]
+  camera_check.py restart UNIT PORT [--host H] [--within S] [--user U --password P]
       kill -9 the unit's MainPID, then waits until systemd started a NEW MainPID and /stream yields a
       JPEG again; fails when that takes longer than S seconds (default 5). Prints one JSON object.
   camera_check.py units
@@ -14,6 +14,7 @@
       reads a secret from stdin (never from argv) and reports where it occurs: files under / (except
       /proc, /sys, /dev), the journal (`journalctl -o cat` and all fields via `-o export`), the command
       lines and environments of running processes. Prints paths/sources only, never the secret.
+H: the camera's address (default 127.0.0.1; a tailnet camera listens on the Tailscale address only).
 Exit status 0 when every check passed, 1 otherwise (the JSON says which one failed).
 """
 
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 
-HOST = "127.0.0.1"
+DEFAULT_HOST = "127.0.0.1"
 
 
 def jpeg_size(data):
@@ -71,8 +72,8 @@ def headers(auth):
     return h
 
 
-def get(path, port, auth=None, timeout=5):
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+def get(path, host, port, auth=None, timeout=5):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.request("GET", path, headers=headers(auth))
     resp = conn.getresponse()
     body = resp.read()
@@ -80,9 +81,9 @@ def get(path, port, auth=None, timeout=5):
     return resp.status, dict(resp.getheaders()), body
 
 
-def read_stream(port, seconds, auth=None, max_frames=None, timeout=5):
+def read_stream(host, port, seconds, auth=None, max_frames=None, timeout=5):
     """Reads multipart parts from /stream for `seconds`; returns a result dict."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.request("GET", "/stream", headers=headers(auth))
     resp = conn.getresponse()
     out = {
@@ -140,8 +141,12 @@ def read_stream(port, seconds, auth=None, max_frames=None, timeout=5):
 
 def cmd_stream(args):
     auth = f"{args.user}:{args.password}" if args.user else None
-    result = {"port": args.port, "stream": read_stream(args.port, args.seconds, auth)}
-    status, hdrs, body = get("/snapshot.jpg", args.port, auth)
+    result = {
+        "host": args.host,
+        "port": args.port,
+        "stream": read_stream(args.host, args.port, args.seconds, auth),
+    }
+    status, hdrs, body = get("/snapshot.jpg", args.host, args.port, auth)
     result["snapshot"] = {
         "status": status,
         "content_type": hdrs.get("Content-Type", ""),
@@ -149,7 +154,7 @@ def cmd_stream(args):
         "size": list(jpeg_size(body) or ()),
         "placeholder": hdrs.get("X-Snapshot-Placeholder") == "1",
     }
-    status, _, body = get("/healthz", args.port)
+    status, _, body = get("/healthz", args.host, args.port)
     try:
         health = json.loads(body)
     except ValueError:
@@ -181,6 +186,7 @@ def main_pid(unit):
 
 
 def cmd_restart(args):
+    auth = f"{args.user}:{args.password}" if args.user else None
     old = main_pid(args.unit)
     result = {"unit": args.unit, "old_pid": old, "ok": False}
     if not old:
@@ -194,7 +200,9 @@ def cmd_restart(args):
         new = main_pid(args.unit)
         if new and new != old:
             try:
-                stream = read_stream(args.port, 0, max_frames=1, timeout=2)
+                stream = read_stream(
+                    args.host, args.port, 0, auth, max_frames=1, timeout=2
+                )
             except OSError:
                 stream = None
             if (
@@ -348,6 +356,7 @@ def main():
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("stream")
     s.add_argument("port", type=int)
+    s.add_argument("--host", default=DEFAULT_HOST)
     s.add_argument("--seconds", type=float, default=3.0)
     s.add_argument("--user")
     s.add_argument("--password")
@@ -355,7 +364,10 @@ def main():
     r = sub.add_parser("restart")
     r.add_argument("unit")
     r.add_argument("port", type=int)
+    r.add_argument("--host", default=DEFAULT_HOST)
     r.add_argument("--within", type=float, default=5.0)
+    r.add_argument("--user")
+    r.add_argument("--password")
     r.set_defaults(func=cmd_restart)
     u = sub.add_parser("units")
     u.set_defaults(func=cmd_units)
