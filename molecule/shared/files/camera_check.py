@@ -139,8 +139,13 @@ def read_stream(host, port, seconds, auth=None, max_frames=None, timeout=5):
     return out
 
 
+def login(args):
+    """USER:PASSWORD for Basic auth from --user/--password, or None."""
+    return f"{args.user}:{args.password}" if args.user else None
+
+
 def cmd_stream(args):
-    auth = f"{args.user}:{args.password}" if args.user else None
+    auth = login(args)
     result = {
         "host": args.host,
         "port": args.port,
@@ -186,7 +191,7 @@ def main_pid(unit):
 
 
 def cmd_restart(args):
-    auth = f"{args.user}:{args.password}" if args.user else None
+    auth = login(args)
     old = main_pid(args.unit)
     result = {"unit": args.unit, "old_pid": old, "ok": False}
     if not old:
@@ -354,20 +359,19 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("stream")
+    # How to reach a camera: shared by `stream` and `restart`.
+    reach = argparse.ArgumentParser(add_help=False)
+    reach.add_argument("--host", default=DEFAULT_HOST)
+    reach.add_argument("--user")
+    reach.add_argument("--password")
+    s = sub.add_parser("stream", parents=[reach])
     s.add_argument("port", type=int)
-    s.add_argument("--host", default=DEFAULT_HOST)
     s.add_argument("--seconds", type=float, default=3.0)
-    s.add_argument("--user")
-    s.add_argument("--password")
     s.set_defaults(func=cmd_stream)
-    r = sub.add_parser("restart")
+    r = sub.add_parser("restart", parents=[reach])
     r.add_argument("unit")
     r.add_argument("port", type=int)
-    r.add_argument("--host", default=DEFAULT_HOST)
     r.add_argument("--within", type=float, default=5.0)
-    r.add_argument("--user")
-    r.add_argument("--password")
     r.set_defaults(func=cmd_restart)
     u = sub.add_parser("units")
     u.set_defaults(func=cmd_units)
