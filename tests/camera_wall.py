@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from snapshot_stream.jpeg import dimensions
+
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -150,23 +152,6 @@ def all_live(cards: Sequence[Card], expected: int) -> bool:
     return len(cards) == expected and all(
         c["naturalWidth"] > 0 and c["state"] == "live" and c["reachable"] == "true" for c in cards
     )
-
-
-def jpeg_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the first SOF marker of a JPEG."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + length
-    raise ValueError("no SOF marker in the JPEG")
 
 
 def grab_frame(
@@ -374,9 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     {**({"Host": host} if host else {}), **headers},
                     timeout=args.timeout,
                 )
-                width, height = jpeg_size(data)
-            except (FrameError, ValueError) as err:
+            except FrameError as err:
                 return _fail(str(err), cards)
+            size = dimensions(data)
+            if size is None:
+                return _fail(f"{url}: no frame size in the JPEG ffmpeg read", cards)
+            width, height = size
             frames.append(
                 {"url": url, "read_from": source, "size": [width, height], "bytes": len(data)}
             )

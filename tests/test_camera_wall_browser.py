@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from snapshot_stream.jpeg import dimensions
 
 import camera_wall as wall
-from camera_wall import grab_frame, jpeg_size, wait_for
+from camera_wall import grab_frame, wait_for
 from test_outputs import REPO, recap, run_outputs
 
 pytestmark = pytest.mark.timeout(300)
@@ -216,7 +217,7 @@ def test_ffmpeg_reads_a_stream_from_the_playlist(tmp_path, inventory, streamers,
     urls = [line for line in lines if line.startswith("http")]
     assert urls == [s.url("/stream") for s in streamers]
     # grab_frame fails unless ffmpeg hands over one whole JPEG (FFD8..FFD9).
-    assert jpeg_size(grab_frame(tools["ffmpeg"], urls[0])) == (320, 240)
+    assert dimensions(grab_frame(tools["ffmpeg"], urls[0])) == (320, 240)
 
 
 @pytest.fixture(scope="module")
