@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: demo test lint pytest molecule molecule-arm64 images bench venv
+.PHONY: demo test setup lint pytest molecule molecule-arm64 images bench venv
 
 $(VENV)/.stamp: requirements-dev.txt app/pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,11 +19,24 @@ venv: $(VENV)/.stamp
 demo: venv
 	$(VENV)/bin/snapshot-stream --source synthetic --host 127.0.0.1 --port 8080
 
-## test: every check: lint, the app's tests, the Molecule scenarios
-test: venv
+## test: every check: set-up of the machine, lint, the app's tests, the Molecule scenarios (as root)
+test: setup
+	@$(MAKE) --no-print-directory venv
 	@scripts/stage lint $(MAKE) --no-print-directory lint
 	@scripts/stage pytest $(MAKE) --no-print-directory pytest
 	@scripts/stage molecule $(MAKE) --no-print-directory molecule
+
+# The Molecule stage needs root (debootstrap, Docker): `make test` prepares the machine itself with
+# scripts/ci-setup (idempotent; what CI runs), and, run by anyone else, stops before doing anything
+# with one line that names the command to run.
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+ifneq ($(shell id -u),0)
+$(error make test needs root to set up Docker, debootstrap and qemu (scripts/ci-setup); run: sudo make test)
+endif
+endif
+
+setup:
+	@scripts/stage setup scripts/ci-setup
 
 lint: venv
 	ruff check app bench tests molecule
