@@ -822,25 +822,27 @@ static int mixed_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 {
 	uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : fc_now_ns() + (uint64_t)timeout_ns;
 	struct pollfd stack[64];
+	short stack_cam[64];
 	struct pollfd *tmp = n <= 64 ? stack : malloc(n * sizeof(*tmp));
-	if (!tmp) {
+	short *cam = n <= 64 ? stack_cam : malloc(n * sizeof(*cam));
+	int ret = -1;
+	if (!tmp || !cam) {
 		errno = ENOMEM;
-		return -1;
+		goto out;
 	}
-	int ret;
 	for (;;) {
 		int ready = 0;
 		uint64_t now = fc_now_ns(), wake = UINT64_MAX;
 		for (nfds_t i = 0; i < n; i++) {
 			tmp[i] = fds[i];
+			cam[i] = 0;
 			struct fc_handle *h = handle_of(fds[i].fd);
 			if (!h)
 				continue;
 			uint64_t w = 0;
-			short r = fc_handle_poll(h, fds[i].events, &w);
+			cam[i] = fc_handle_poll(h, fds[i].events, &w);
 			tmp[i].fd = -1; /* libc poll() skips negative fds */
-			tmp[i].revents = r;
-			if (r)
+			if (cam[i])
 				ready++;
 			if (w && w < wake)
 				wake = w;
@@ -853,20 +855,14 @@ static int mixed_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 		struct timespec ts = {0, 0};
 		if (!ready && until > now) {
 			uint64_t d = until - now;
-			ts.tv_sec = d / 1000000000ULL;
-			ts.tv_nsec = d % 1000000000ULL;
+			ts.tv_sec = (time_t)(d / 1000000000ULL);
+			ts.tv_nsec = (long)(d % 1000000000ULL);
 		}
-		int r = real.ppoll(tmp, n, &ts, mask);
-		if (r < 0) {
-			ret = -1;
+		if (real.ppoll(tmp, n, &ts, mask) < 0)
 			break;
-		}
 		int total = 0;
 		for (nfds_t i = 0; i < n; i++) {
-			if (handle_of(fds[i].fd))
-				fds[i].revents = tmp[i].revents;
-			else
-				fds[i].revents = tmp[i].revents;
+			fds[i].revents = handle_of(fds[i].fd) ? cam[i] : tmp[i].revents;
 			if (fds[i].revents)
 				total++;
 		}
@@ -875,8 +871,11 @@ static int mixed_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 			break;
 		}
 	}
+out:
 	if (tmp != stack)
 		free(tmp);
+	if (cam != stack_cam)
+		free(cam);
 	return ret;
 }
 
