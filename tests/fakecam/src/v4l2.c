@@ -659,6 +659,7 @@ static int alloc_buffers(struct fc_queue *q, int memory, int count, uint32_t siz
 		memset(b, 0, sizeof(*b));
 		b->memfd = -1;
 		b->size = size;
+		b->ulength = size; /* vb2 reports the plane size until a USERPTR is queued */
 		if (memory == V4L2_MEMORY_MMAP) {
 			b->memfd = memfd_create("fakecam-buffer", MFD_CLOEXEC);
 			if (b->memfd < 0 || ftruncate(b->memfd, aligned)) {
@@ -843,15 +844,18 @@ static int reqbufs(struct fc_handle *h, struct v4l2_requestbuffers *rb)
 static int create_bufs(struct fc_handle *h, struct v4l2_create_buffers *cb)
 {
 	struct fc_queue *q = queue_of(h);
+	/* v4l_create_bufs: the format's type, then everything after capabilities is cleared */
+	if (check_type(cb->format.type))
+		return -1;
+	cb->flags = 0;
+	memset(cb->reserved, 0, sizeof(cb->reserved));
+	sanitize_format(&cb->format);
 	if (prio_check(h) || acquire(h))
 		return -1;
 	cb->capabilities = V4L2_BUF_CAP_SUPPORTS_MMAP | V4L2_BUF_CAP_SUPPORTS_USERPTR |
 			   V4L2_BUF_CAP_SUPPORTS_ORPHANED_BUFS;
-	cb->flags = 0;
 	if (cb->memory != V4L2_MEMORY_MMAP && cb->memory != V4L2_MEMORY_USERPTR)
 		ERR(EINVAL);
-	if (check_type(cb->format.type))
-		return -1;
 	cb->index = (uint32_t)q->nbufs;
 	if (cb->count == 0)
 		return 0;
@@ -873,6 +877,25 @@ static int create_bufs(struct fc_handle *h, struct v4l2_create_buffers *cb)
 	return 0;
 }
 
+/* Whether [ptr, ptr + len) is mapped in this process, as pinning the pages would need. */
+static int user_memory_ok(unsigned long ptr, uint32_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	if (!ptr || ptr + len < ptr)
+		return 0;
+	unsigned long start = ptr & ~(unsigned long)(page - 1);
+	size_t span = (size_t)(ptr + len - start);
+	size_t pages = (span + page - 1) / page;
+	unsigned char stack[256];
+	unsigned char *vec = pages <= sizeof(stack) ? stack : malloc(pages);
+	if (!vec)
+		return 0;
+	int ok = mincore((void *)start, span, vec) == 0;
+	if (vec != stack)
+		free(vec);
+	return ok;
+}
+
 static int qbuf(struct fc_handle *h, struct v4l2_buffer *v)
 {
 	struct fc_queue *q = queue_of(h);
@@ -888,8 +911,10 @@ static int qbuf(struct fc_handle *h, struct v4l2_buffer *v)
 	if (b->state != B_DEQUEUED)
 		ERR(EINVAL);
 	if (q->memory == V4L2_MEMORY_USERPTR) {
-		if (!v->m.userptr || v->length < b->size)
+		if (v->length < b->size)
 			ERR(EINVAL);
+		if (!user_memory_ok(v->m.userptr, v->length))
+			ERR(EFAULT); /* vb2 cannot pin memory that is not mapped */
 		b->userptr = v->m.userptr;
 		b->ulength = v->length;
 	}
@@ -1286,7 +1311,13 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 	case VIDIOC_SUBSCRIBE_EVENT: {
 		struct v4l2_event_subscription *s = arg;
 		int ci;
-		if (s->type != V4L2_EVENT_CTRL || !fc_ctrl_find(p, s->id, &ci))
+		if (s->type != V4L2_EVENT_CTRL)
+			ERR(EINVAL);
+		/* uvc_ctrl_add_event: a class is accepted and never sends anything */
+		if ((s->id == V4L2_CID_USER_CLASS || s->id == V4L2_CID_CAMERA_CLASS) &&
+		    has_class(c, s->id))
+			return 0;
+		if (!fc_ctrl_find(p, s->id, &ci))
 			ERR(EINVAL);
 		for (int i = 0; i < h->nsubs; i++)
 			if (h->subs[i].id == s->id)
