@@ -56,7 +56,7 @@ struct fc_queue {
 	uint64_t ival_ns;
 	uint32_t fourcc, sizeimage;
 	int width, height;
-	int fault; /* the fault frames were made under, for the corrupt counter */
+	struct fc_handle *holder; /* the handle whose buffers these are */
 };
 
 struct fc_sub {
@@ -125,6 +125,8 @@ static uint32_t sizeimage(const struct fc_frame *fr)
 
 /* ---- privileges (uvc_acquire_privileges) ---- */
 
+static void hold_queue(struct fc_handle *h, struct fc_queue *q);
+
 static int is_owner(struct fc_handle *h)
 {
 	struct fc_shared *sh = h->cam->sh;
@@ -151,6 +153,7 @@ static int acquire(struct fc_handle *h)
 	fc_unlock(c);
 	if (ret)
 		ERR(EBUSY);
+	hold_queue(h, queue_of(h));
 	return 0;
 }
 
@@ -805,6 +808,23 @@ static void stop_streaming(struct fc_handle *h, struct fc_queue *q)
 	fc_unlock(h->cam);
 }
 
+/* The privileged handle takes the queue; what a handle of an older generation (the camera
+ * was unplugged since) left in it goes, as the kernel freed it with the old device. */
+static void hold_queue(struct fc_handle *h, struct fc_queue *q)
+{
+	if (q->holder && q->holder != h) {
+		q->streaming = 0;
+		free_buffers(q);
+	}
+	q->holder = h;
+}
+
+static struct fc_queue *held_queue(struct fc_handle *h)
+{
+	struct fc_queue *q = queue_of(h);
+	return q->holder == h ? q : NULL;
+}
+
 static int check_type(uint32_t type)
 {
 	if (type != V4L2_BUF_TYPE_VIDEO_CAPTURE)
@@ -825,6 +845,7 @@ static int reqbufs(struct fc_handle *h, struct v4l2_requestbuffers *rb)
 			   V4L2_BUF_CAP_SUPPORTS_ORPHANED_BUFS;
 	rb->flags = 0;
 	memset(rb->reserved, 0, sizeof(rb->reserved));
+	hold_queue(h, q);
 	if (q->streaming)
 		ERR(EBUSY);
 	free_buffers(q);
@@ -856,6 +877,7 @@ static int create_bufs(struct fc_handle *h, struct v4l2_create_buffers *cb)
 			   V4L2_BUF_CAP_SUPPORTS_ORPHANED_BUFS;
 	if (cb->memory != V4L2_MEMORY_MMAP && cb->memory != V4L2_MEMORY_USERPTR)
 		ERR(EINVAL);
+	hold_queue(h, q);
 	cb->index = (uint32_t)q->nbufs;
 	if (cb->count == 0)
 		return 0;
@@ -1166,7 +1188,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 			return -1;
 		int fi, fri;
 		try_format(c, f, &fi, &fri);
-		if (queue_of(h)->nbufs)
+		if (held_queue(h) && held_queue(h)->nbufs)
 			ERR(EBUSY); /* uvc_queue_allocated */
 		fc_lock(c);
 		sh->fmt_index = fi;
@@ -1199,7 +1221,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 		sp->parm.capture.capturemode &= V4L2_MODE_HIGHQUALITY;
 		if (acquire(h))
 			return -1;
-		if (queue_of(h)->streaming)
+		if (held_queue(h) && held_queue(h)->streaming)
 			ERR(EBUSY);
 		uint32_t want = to_interval(sp->parm.capture.timeperframe.numerator,
 					    sp->parm.capture.timeperframe.denominator);
@@ -1481,11 +1503,13 @@ void fc_handle_close(struct fc_handle *h)
 	struct fc_queue *q = queue_of(h);
 	/* uvc_v4l2_release: the privileged handle frees the queue; mappings the application
 	 * still holds stay valid (orphaned buffers) */
-	if (is_owner(h)) {
+	if (q->holder == h) {
 		q->streaming = 0;
 		free_buffers(q);
-		dismiss(h);
+		q->holder = NULL;
 	}
+	if (is_owner(h))
+		dismiss(h);
 	prio_count[h->cam->index][h->prio]--;
 	for (struct fc_handle **pp = &all_handles; *pp; pp = &(*pp)->link)
 		if (*pp == h) {
