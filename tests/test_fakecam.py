@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,8 +218,10 @@ def test_stream_mmap_writes_the_injected_jpegs(
         frames.append(match)
         pos += len(jpegs[match])
     assert len(frames) == 50
-    # frame s of the camera is file s mod 3: consecutive frames cycle through the files
-    assert all((b - a) % 3 == 1 for a, b in itertools.pairwise(frames))
+    # frame s of the camera is file s mod 3: consecutive frames cycle through the files (a
+    # frame v4l2-ctl was too slow to take is skipped, as on a real camera: allow a few)
+    steps = [(b - a) % 3 for a, b in itertools.pairwise(frames)]
+    assert steps.count(1) >= len(steps) - 4, steps
     assert cams.camera(0)["frames"] >= 50
 
 
@@ -354,6 +357,49 @@ def test_unplug_fails_the_stream_with_enodev_and_removes_the_node(
     assert not state["plugged"] and not state["streaming"]
     r = run(cams, "v4l2-ctl", "-d", node, "-D")
     assert r.returncode != 0
+
+
+def test_unplug_under_a_waiting_dqbuf_returns_the_buffer_flagged_as_error(
+    cams: fakecam.Cameras, probes: list[Probe]
+) -> None:
+    p = Probe(cams, str(cams.node(0)), "--events", "40", "--blocking")
+    probes.append(p)
+    p.until("frame")
+    cams.stall(0)  # so that the next DQBUF is sure to be waiting when the camera goes
+    time.sleep(0.3)
+    cams.unplug(0)
+    first = p.next()
+    assert (first["event"], first["error"], first["bytes"]) == ("frame", True, 0)
+    # giving the buffer back already finds the device gone
+    assert p.next() == {"event": "error", "call": "QBUF", "errno": "ENODEV"}
+    assert p.next() == {"event": "error", "call": "DQBUF", "errno": "ENODEV"}
+
+
+def test_generated_frames_decode(tmp_path: Path, lib: Path) -> None:
+    cams = fakecam.create(tmp_path / "cam", profiles=["c920"], lib=lib)
+    code = r"""
+import cv2, json, sys
+import numpy as np
+cap = cv2.VideoCapture(sys.argv[1], cv2.CAP_V4L2)
+cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+cap.set(cv2.CAP_PROP_FRAME_WIDTH, 1280)
+cap.set(cv2.CAP_PROP_FRAME_HEIGHT, 720)
+ok, decoded = cap.read()
+cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+ok2, raw = cap.read()
+img = cv2.imdecode(np.frombuffer(raw.tobytes(), np.uint8), cv2.IMREAD_COLOR)
+cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"YUYV"))
+cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
+ok3, yuyv = cap.read()
+print(json.dumps([ok, list(decoded.shape), ok2, list(img.shape), float(img.std()),
+                  ok3, list(yuyv.shape), float(yuyv.std())]))
+"""
+    r = run(cams, sys.executable, "-c", code, cams.node(0))
+    assert r.returncode == 0, r.stderr
+    ok, shape, ok2, shape2, std2, ok3, shape3, std3 = json.loads(r.stdout)
+    assert ok and ok2 and ok3
+    assert shape == shape2 == [720, 1280, 3] and shape3 == [720, 1280, 3]
+    assert std2 > 10 and std3 > 10  # a pattern, not a flat frame
 
 
 def test_replug_under_another_number_keeps_the_by_id_name(

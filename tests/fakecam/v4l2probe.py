@@ -96,11 +96,12 @@ def main() -> int:
     p.add_argument("--buffers", type=int, default=4)
     p.add_argument("--events", type=int, default=20)
     p.add_argument("--wait", type=float, default=2.0, help="select() timeout in seconds")
+    p.add_argument("--blocking", action="store_true", help="no select(): a blocking DQBUF waits")
     a = p.parse_args()
     width, height = (int(v) for v in a.size.split("x"))
 
     try:
-        fd = os.open(a.device, os.O_RDWR | os.O_NONBLOCK)
+        fd = os.open(a.device, os.O_RDWR | (0 if a.blocking else os.O_NONBLOCK))
     except OSError as exc:
         emit(event="error", call="open", errno=errno.errorcode.get(exc.errno, str(exc.errno)))
         return 1
@@ -140,12 +141,15 @@ def main() -> int:
     emit(event="streaming", buffers=count)
     printed = 0
     while printed < a.events:
-        try:
-            readable, _, _ = select.select([fd], [], [fd], a.wait)
-        except OSError as exc:
-            emit(event="error", call="select", errno=errno.errorcode.get(exc.errno, "?"))
-            printed += 1
-            continue
+        if a.blocking:
+            readable = [fd]
+        else:
+            try:
+                readable, _, _ = select.select([fd], [], [fd], a.wait)
+            except OSError as exc:
+                emit(event="error", call="select", errno=errno.errorcode.get(exc.errno, "?"))
+                printed += 1
+                continue
         if not readable:
             emit(event="timeout", t=time.monotonic())
             printed += 1
