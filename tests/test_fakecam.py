@@ -91,10 +91,16 @@ def cams(tmp_path: Path, lib: Path, jpeg_dir: Path) -> fakecam.Cameras:
     return fakecam.create(tmp_path / "cam", profiles=["c920"], frames=jpeg_dir, lib=lib)
 
 
-def run(cams: fakecam.Cameras, *cmd: str | Path, dev: bool = False, timeout: float = 60):
+def run(
+    cams: fakecam.Cameras,
+    *cmd: str | Path,
+    dev: bool = False,
+    timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
+):
     return subprocess.run(
         [str(c) for c in cmd],
-        env=cams.env(dev=dev),
+        env={**cams.env(dev=dev), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -245,6 +251,19 @@ def test_v4l2_compliance_totals(cams: fakecam.Cameras) -> None:
     ), r.stdout
     assert r.stdout.count("node->streamon(q.g_type()) != EINVAL") == 3
     assert total.groups() == ("54", "49", "5", "2"), r.stdout
+
+
+def test_v4l2_compliance_streams_with_the_vb2_ownership_of_linux_6_16(
+    cams: fakecam.Cameras,
+) -> None:
+    # uvcvideo on the vb2 helpers (FAKECAM_UVC=vb2): the MMAP and USERPTR streaming tests get
+    # past STREAMON and capture 60 frames each with select(), epoll() and blocking DQBUF
+    r = run(cams, "v4l2-compliance", "-d", cams.node(0), "-s", timeout=90,
+            extra_env={"FAKECAM_UVC": "vb2"})  # fmt: skip
+    for test in ("MMAP (no poll)", "MMAP (select)", "MMAP (epoll)", "USERPTR (no poll)",
+                 "USERPTR (select)", "blocking wait"):  # fmt: skip
+        assert f"test {test}: OK" in r.stdout, r.stdout
+    assert re.search(r"Total for uvcvideo device .*: 54, Succeeded: 52, Failed: 2,", r.stdout)
 
 
 # ---- OpenCV's V4L2 backend ----

@@ -169,6 +169,49 @@ static void dismiss(struct fc_handle *h)
 	fc_unlock(c);
 }
 
+/*
+ * FAKECAM_UVC=vb2: uvcvideo as of Linux 6.16, which uses the vb2 ioctl helpers: only
+ * REQBUFS/CREATE_BUFS take the queue, S_FMT/S_PARM/S_INPUT just fail with EBUSY while
+ * another handle has buffers, and queue ioctls on a queue nobody owns act on an empty queue
+ * (STREAMON: EINVAL). The default is the "privileges" of the kernels before.
+ */
+static int vb2_mode(void)
+{
+	static int mode = -1;
+	if (mode < 0) {
+		const char *v = getenv("FAKECAM_UVC");
+		mode = v && !strcmp(v, "vb2");
+	}
+	return mode;
+}
+
+static int other_owner(struct fc_handle *h)
+{
+	struct fc_shared *sh = h->cam->sh;
+	return sh->owner_handle && sh->owner_handle != h->id && fc_pid_alive(sh->owner_pid);
+}
+
+/* S_FMT, S_PARM, S_INPUT */
+static int acquire_for_setting(struct fc_handle *h)
+{
+	if (!vb2_mode())
+		return acquire(h);
+	if (other_owner(h))
+		ERR(EBUSY);
+	return 0;
+}
+
+/* QBUF, DQBUF, STREAMON, STREAMOFF, EXPBUF, QUERYBUF */
+static int may_use_queue(struct fc_handle *h)
+{
+	if (is_owner(h))
+		return 1;
+	if (!vb2_mode() || other_owner(h))
+		return 0;
+	hold_queue(h, queue_of(h)); /* nobody's queue: an empty one */
+	return 1;
+}
+
 /* ---- priorities (v4l2_prio_*), kept per process ---- */
 
 static int prio_max(struct fc_cam *c)
@@ -921,7 +964,7 @@ static int user_memory_ok(unsigned long ptr, uint32_t len)
 static int qbuf(struct fc_handle *h, struct v4l2_buffer *v)
 {
 	struct fc_queue *q = queue_of(h);
-	if (!is_owner(h))
+	if (!may_use_queue(h))
 		ERR(EBUSY);
 	if (check_type(v->type))
 		return -1;
@@ -964,7 +1007,7 @@ static int dqbuf(struct fc_handle *h, struct v4l2_buffer *v)
 {
 	struct fc_queue *q = queue_of(h);
 	struct fc_cam *c = h->cam;
-	if (!is_owner(h))
+	if (!may_use_queue(h))
 		ERR(EBUSY);
 	if (check_type(v->type))
 		return -1;
@@ -1016,7 +1059,7 @@ static int streamon(struct fc_handle *h, const int *type)
 	struct fc_cam *c = h->cam;
 	if (prio_check(h))
 		return -1;
-	if (!is_owner(h))
+	if (!may_use_queue(h))
 		ERR(EBUSY);
 	if (check_type((uint32_t)*type))
 		return -1;
@@ -1053,7 +1096,7 @@ static int streamoff(struct fc_handle *h, const int *type)
 	struct fc_queue *q = queue_of(h);
 	if (prio_check(h))
 		return -1;
-	if (!is_owner(h))
+	if (!may_use_queue(h))
 		ERR(EBUSY);
 	if (check_type((uint32_t)*type))
 		return -1;
@@ -1064,7 +1107,7 @@ static int streamoff(struct fc_handle *h, const int *type)
 static int expbuf(struct fc_handle *h, struct v4l2_exportbuffer *e)
 {
 	struct fc_queue *q = queue_of(h);
-	if (!is_owner(h))
+	if (!may_use_queue(h))
 		ERR(EBUSY);
 	if (q->memory != V4L2_MEMORY_MMAP)
 		ERR(EINVAL);
@@ -1184,7 +1227,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 		if (check_type(f->type))
 			return -1;
 		sanitize_format(f);
-		if (prio_check(h) || acquire(h))
+		if (prio_check(h) || acquire_for_setting(h))
 			return -1;
 		int fi, fri;
 		try_format(c, f, &fi, &fri);
@@ -1219,7 +1262,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 		memset(sp->parm.capture.reserved, 0, sizeof(sp->parm.capture.reserved));
 		sp->parm.capture.extendedmode = 0;
 		sp->parm.capture.capturemode &= V4L2_MODE_HIGHQUALITY;
-		if (acquire(h))
+		if (acquire_for_setting(h))
 			return -1;
 		if (held_queue(h) && held_queue(h)->streaming)
 			ERR(EBUSY);
@@ -1250,7 +1293,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 		*(int *)arg = 0;
 		return 0;
 	case VIDIOC_S_INPUT:
-		if (prio_check(h) || acquire(h))
+		if (prio_check(h) || acquire_for_setting(h))
 			return -1;
 		if (*(int *)arg != 0)
 			ERR(EINVAL);
@@ -1428,7 +1471,7 @@ static int do_ioctl(struct fc_handle *h, unsigned long req, void *arg)
 	case VIDIOC_QUERYBUF: {
 		struct v4l2_buffer *v = arg;
 		struct fc_queue *q = queue_of(h);
-		if (!is_owner(h))
+		if (!may_use_queue(h))
 			ERR(EBUSY);
 		if (check_type(v->type))
 			return -1;
