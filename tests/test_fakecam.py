@@ -537,3 +537,33 @@ print(json.dumps({"devices": v4l2.list_devices(), "by_id": by_id,
     r = run(cams, sys.executable, PROBE, "/dev/video0", "--events", "1", "--wait", "0.3",
             dev=True)  # fmt: skip
     assert json.loads(r.stdout.splitlines()[-1])["event"] == "timeout"
+
+
+def test_fakecam_run_and_ctl_command_lines(tmp_path: Path, lib: Path) -> None:
+    d = tmp_path / "cams"
+    run_ = [sys.executable, str(FAKECAM / "fakecam-run"), "--dir", str(d)]
+    ctl = [sys.executable, str(FAKECAM / "fakecam-ctl"), str(d)]
+    r = subprocess.run(
+        [*run_, "--cameras", "2", "--", "v4l2-ctl", "-d", str(d / "video1"), "-D"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Card type        : HD Pro Webcam C920" in r.stdout
+    links = sorted(p.name for p in (d / "by-id").iterdir())
+    assert links == [
+        "usb-046d_HD_Pro_Webcam_C920_FAKE0000-video-index0",
+        "usb-046d_HD_Pro_Webcam_C920_FAKE0001-video-index0",
+    ]
+    assert subprocess.run([*ctl, "video1", "unplug"], check=False).returncode == 0
+    assert not (d / "video1").exists()
+    r = subprocess.run([*ctl, "video1", "replug", "--number", "5"], check=False)
+    assert r.returncode == 0 and (d / "video5").exists()
+    assert os.readlink(d / "by-id" / links[1]) == "../video5"
+    r = subprocess.run([*ctl, "video9", "stall"], capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and "no camera video9" in r.stderr
+    r = subprocess.run([*ctl, "status"], capture_output=True, text=True, check=False)
+    state = json.loads(r.stdout)
+    assert [(c["node"], c["plugged"]) for c in state] == [("video0", True), ("video5", True)]
+    # a second program on the same directory shares the cameras (and the exit status passes)
+    r = subprocess.run([*run_, "--", "sh", "-c", "exit 3"], check=False, timeout=60)
+    assert r.returncode == 3

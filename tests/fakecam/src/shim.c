@@ -502,24 +502,37 @@ API int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 }
 
 /* Programs built against glibc < 2.33 call the __xstat family. */
+/* Newer ports (arm64...) have no __xstat family: nothing there calls these. */
+#define NEED(fn)                        \
+	do {                            \
+		fc_shim_init();         \
+		if (!(fn)) {            \
+			errno = ENOSYS; \
+			return -1;      \
+		}                       \
+	} while (0)
+
 API int __xstat(int ver, const char *path, struct stat *st)
 {
+	NEED(real.xstat);
 	PATH_STAT(real.xstat(ver, p_, st), path, st);
 }
 
 API int __lxstat(int ver, const char *path, struct stat *st)
 {
+	NEED(real.lxstat);
 	PATH_STAT(real.lxstat(ver, p_, st), path, st);
 }
 
 API int __fxstat(int ver, int fd, struct stat *st)
 {
-	fc_shim_init();
+	NEED(real.fxstat);
 	return fix_fstat(fd, real.fxstat(ver, fd, st), st);
 }
 
 API int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 {
+	NEED(real.fxstatat);
 	PATH_STAT(real.fxstatat(ver, dirfd, p_, st, flags), path, st);
 }
 
