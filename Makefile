@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: demo test setup lint pytest molecule molecule-arm64 images bench venv
+.PHONY: demo test setup lint pytest molecule images bench venv
 
 $(VENV)/.stamp: requirements-dev.txt app/requirements.txt app/pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,11 +20,10 @@ demo: venv
 	$(VENV)/bin/snapshot-stream --source synthetic --host 127.0.0.1 --port 8080
 
 ## test: every check: set-up of the machine, lint, the app's tests, the Molecule scenarios (as root)
+# (scripts/test-stages: lint, pytest and molecule, with the Molecule images built meanwhile)
 test: setup
 	@$(MAKE) --no-print-directory venv
-	@scripts/stage lint $(MAKE) --no-print-directory lint
-	@scripts/stage pytest $(MAKE) --no-print-directory pytest
-	@scripts/stage molecule $(MAKE) --no-print-directory molecule
+	@scripts/test-stages
 
 # The Molecule stage needs root (debootstrap, Docker): `make test` prepares the machine itself with
 # scripts/ci-setup (idempotent; what CI runs), and, run by anyone else, stops before doing anything
@@ -50,16 +49,13 @@ pytest: venv
 	cd app && ../$(PY) -m pytest -q
 	$(PY) -m pytest -q tests
 
+# Every image of the Molecule scenarios (scripts/molecule-all also builds each scenario's own).
 images:
-	scripts/build-images
+	scripts/build-images --jobs 2 bookworm-amd64 trixie-amd64 bookworm-arm64 bookworm-armhf
 
-molecule: venv images
+# Scenarios: default fleet trixie arm64 armhf (MOLECULE_SCENARIOS="..." or scripts/molecule-all NAME)
+molecule: venv
 	scripts/molecule-all
-
-## molecule-arm64: the playbook on an emulated arm64 Pi (~14 min with the image; not part of `make test`)
-molecule-arm64: venv
-	scripts/build-images --arch arm64
-	scripts/molecule-all arm64
 
 bench: venv
 	$(PY) bench/bench.py
