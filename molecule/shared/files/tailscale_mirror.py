@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A local stand-in for Tailscale's apt repository (pkgs.tailscale.com/stable), run on the controller.
 
-  tailscale_mirror.py OUT DIST [DIST...]      DIST: <id>/<codename>, e.g. raspbian/bookworm
+  tailscale_mirror.py OUT.tar DIST [DIST...]      DIST: <id>/<codename>, e.g. raspbian/bookworm
 
-writes, for each DIST, the layout of the real repository under OUT:
-  OUT/<id>/<codename>.noarmor.gpg                     the signing key (binary OpenPGP, like Tailscale's)
-  OUT/<id>/dists/<codename>/InRelease                 a Release file, clear-signed with that key
-  OUT/<id>/dists/<codename>/main/binary-<arch>/Packages   empty (no package: the test double
-                                                          provides tailscale and tailscaled)
+writes a tar archive with, for each DIST, the layout of the real repository:
+  <id>/<codename>.noarmor.gpg                     the signing key (binary OpenPGP, like Tailscale's)
+  <id>/dists/<codename>/InRelease                 a Release file, clear-signed with that key
+  <id>/dists/<codename>/main/binary-<arch>/Packages   empty (no package: the test double provides
+                                                      tailscale and tailscaled)
+(one archive: copying it into a container is one step, where a tree would be one per file).
 The key is made for this run in a throw-away GNUPGHOME (gpg on the controller). Only DISTs given are
 written, so a role that picks another <id>/<codename> finds no key there and fails.
 """
@@ -15,6 +16,7 @@ written, so a role that picks another <id>/<codename> finds no key there and fai
 import hashlib
 import subprocess
 import sys
+import tarfile
 import tempfile
 from email.utils import formatdate
 from pathlib import Path
@@ -60,8 +62,8 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or any(d.count("/") != 1 for d in argv[1:]):
         print(__doc__, file=sys.stderr)
         return 2
-    out = Path(argv[0])
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as tree:
+        out = Path(tree)
         gpg(
             home,
             "--passphrase",
@@ -87,6 +89,11 @@ def main(argv: list[str]) -> int:
             )
             (suite / "InRelease").write_bytes(signed)
             (top / f"{codename}.noarmor.gpg").write_bytes(key)
+        partial = Path(argv[0] + ".partial")
+        with tarfile.open(partial, "w") as tar:
+            for path in sorted(out.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(out)), recursive=False)
+        partial.replace(argv[0])
     return 0
 
 
