@@ -25,10 +25,43 @@ from .worker import Job, SourceWorker, describe
 
 log = logging.getLogger("snapshot_stream.capture")
 
-BACKOFF_START = 0.5
-BACKOFF_MAX = 10.0
 OPEN_TIMEOUT = 20.0
 PLACEHOLDER_PERIOD = 1.0
+# Somebody watches while a /stream client is connected and for this long after a snapshot.
+WATCH_GRACE = 10.0
+
+
+class Backoff:
+    """Delays between reopen attempts: short while somebody watches, long while nobody does.
+
+    While a client watches, real frames must be back within 2 s of the source's return, so the
+    delay stops growing at WATCHED_MAX. Unwatched, probing backs off to UNWATCHED_MAX (each
+    probe of an absent camera scans the video nodes); a client that arrives meanwhile cuts the
+    wait short (see Capture._retry_wait), so the long delay costs nobody a late frame.
+    """
+
+    START = 0.25
+    WATCHED_MAX = 1.0
+    UNWATCHED_MAX = 30.0
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+    def next(self, watched: bool) -> float:
+        cap = self.WATCHED_MAX if watched else self.UNWATCHED_MAX
+        delay = min(self.START * 2 ** min(self.attempts, 16), cap)
+        self.attempts += 1
+        return delay
+
+    @classmethod
+    def describe(cls) -> str:
+        return (
+            f"every {cls.START:g} to {cls.WATCHED_MAX:g} s while clients watch, "
+            f"backing off to {cls.UNWATCHED_MAX:g} s while nobody does"
+        )
 
 
 def _reason(exc: BaseException) -> str:
@@ -66,6 +99,7 @@ class Capture:
         interval = notifier.watchdog_interval if notifier is not None else None
         self._ping_every = interval / 2 if interval else None
         self._next_ping = 0.0
+        self.backoff = Backoff()
 
     # -- public API ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,63 +139,82 @@ class Capture:
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
         period = self.config.period
-        backoff = BACKOFF_START
         next_due = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
-                    backoff, next_due = self._step(backoff, next_due, period)
+                    next_due = self._step(next_due, period)
                 except Exception:
                     # A bug, not a source failure: say so loudly, then carry on like a loss.
                     log.exception("unexpected error in the capture loop")
                     self._retire()
                     self._lose("internal error (see log)")
-                    self._wait(time.monotonic() + backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    self._retry_wait()
         finally:
             self._retire(wait=0.5)
 
-    def _step(self, backoff: float, next_due: float, period: float) -> tuple[float, float]:
+    def _step(self, next_due: float, period: float) -> float:
         """One turn of the loop: (re)open if needed, else wait for the deadline and read."""
         if self._worker is None:
             if self.state == IDLE:
                 self._idle_wait()
-                return backoff, next_due
+                return next_due
             error = self._open()
             if self._stop.is_set():
-                return backoff, next_due
+                return next_due
             if error is not None:
                 self._lose(error)
-                self.machine.log_retry(backoff, BACKOFF_MAX)
-                self._wait(time.monotonic() + backoff)
-                return min(backoff * 2, BACKOFF_MAX), next_due
+                self._retry_wait()
+                return next_due
             next_due = time.monotonic()
         if self._should_idle():
             self._go_idle()
-            return backoff, next_due
+            return next_due
         self._wait(next_due)
         if self._stop.is_set():
-            return backoff, next_due
+            return next_due
         now = time.monotonic()
         # Deadline scheduling: no drift; if we fell behind, skip rather than catch up.
         next_due = next_due + period if next_due + period > now else now + period
         error = self._read_once()
         if self._stop.is_set():
-            return backoff, next_due
+            return next_due
         if error is not None:
             self._retire()
             self._lose(error)
-            self.machine.log_retry(backoff, BACKOFF_MAX)
-            self._wait(time.monotonic() + backoff)
-            return min(backoff * 2, BACKOFF_MAX), next_due
+            self._retry_wait()
+            return next_due
         if self.state == STREAMING and self.machine.stable():
-            backoff = BACKOFF_START
-        return backoff, next_due
+            self.backoff.reset()
+        return next_due
 
-    def _wait(self, until: float, job: Job | None = None) -> None:
-        """Sleep until ``until`` (or until ``job`` is done), doing housekeeping meanwhile."""
+    def watched(self) -> bool:
+        """True while a /stream client is connected or a snapshot was asked for lately."""
+        return self.hub.idle_for() < WATCH_GRACE
+
+    def _retry_wait(self) -> None:
+        """Wait before the next reopen attempt; a client arriving meanwhile ends the wait."""
+        # Cleared before looking, so a client that arrives from here on is not missed.
+        self.hub.wanted.clear()
+        watched = self.watched()
+        delay = self.backoff.next(watched)
+        self.machine.log_retry(Backoff.describe())
+        if watched:
+            self._wait(time.monotonic() + delay)
+            return
+        self._wait(time.monotonic() + delay, wake=self.hub.wanted)
+        if self.hub.wanted.is_set() and not self._stop.is_set():
+            self.backoff.reset()  # a client came: probe now, and fast from here on
+
+    def _wait(
+        self, until: float, job: Job | None = None, wake: threading.Event | None = None
+    ) -> None:
+        """Sleep until ``until`` (or until ``job`` is done or ``wake`` is set), doing
+        housekeeping meanwhile."""
         while not self._stop.is_set():
             if job is not None and job.done.is_set():
+                return
+            if wake is not None and wake.is_set():
                 return
             now = time.monotonic()
             self._housekeeping(now)
@@ -175,6 +228,8 @@ class Capture:
                 step = min(step, max(0.01, self._next_ping - now))
             if job is not None:
                 job.done.wait(min(step, 0.2))
+            elif wake is not None:
+                wake.wait(step)  # stop() sets the hub's `wanted` too
             else:
                 self._stop.wait(step)
 

@@ -43,7 +43,7 @@ class CaptureState:
         self.passthrough = False
         self._lost_since: float | None = None
         self._lost_wall = time.time()
-        self._retry_logged: float | None = None
+        self._retry_logged = False
         self._recovered_at: float | None = None  # when it last came back after a loss
         self._settled = True
         self._flaps = 0  # losses soon after a recovery, logged at debug level
@@ -100,13 +100,11 @@ class CaptureState:
         self._set(NO_SIGNAL, reason)
         return True
 
-    def log_retry(self, backoff: float, backoff_max: float) -> None:
-        if self._retry_logged is None:
-            log.info("retrying every %g s (backing off to %g s)", backoff, backoff_max)
-            self._retry_logged = backoff
-        elif backoff >= backoff_max and self._retry_logged < backoff_max:
-            log.info("retrying every %g s", backoff_max)
-            self._retry_logged = backoff
+    def log_retry(self, policy: str) -> None:
+        """Say how reopening is retried, once per loss (and once for a flapping source)."""
+        if not self._retry_logged:
+            log.info("retrying %s", policy)
+            self._retry_logged = True
 
     def streaming(self, width: int, height: int, passthrough: bool) -> bool:
         """A good frame arrived; True when it ends a loss (a reconnect)."""
@@ -142,7 +140,7 @@ class CaptureState:
         if self._recovered_at is None or time.monotonic() - self._recovered_at < STABLE_AFTER:
             return False
         self._settled = True
-        self._retry_logged = None
+        self._retry_logged = False
         if self._flaps:
             log.info(
                 "%s is stable again (%d quick losses before)", self.source_description, self._flaps
