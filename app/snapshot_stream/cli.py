@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .config import Config
+from .logtext import log_safe
 
 PROG = "snapshot-stream"
 ENV_PREFIX = "SNAPSHOT_STREAM_"
@@ -150,13 +151,23 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--rotate", _rotate, "rotate clockwise: 0, 90, 180 or 270 (default 0)"),
     _Option("--hflip", _bool, "mirror horizontally", is_bool=True),
     _Option("--vflip", _bool, "flip vertically", is_bool=True),
-    _Option("--max-clients", _int_range(1, 1024), "concurrent /stream clients (default 16)"),
+    _Option("--max-clients", _int_range(1, 1024), "concurrent /stream clients (default 100)"),
     _Option("--idle-release", _seconds, "release the camera after N s without clients (0=off)"),
     _Option("--name", _name, "camera name (default: host name)"),
     _Option("--auth-user", _text, "HTTP Basic user (needs --auth-hash)"),
     _Option("--auth-hash", _text, "password hash from `snapshot-stream hash-password`"),
     _Option("--allow", _text, "comma-separated CIDRs allowed to connect (loopback always)"),
     _Option("--log-level", _log_level, "debug, info, warning or error (default info)"),
+    _Option(
+        "--max-connections",
+        _int_range(16, 4096),
+        "open connections in total, streams included (default 512)",
+    ),
+    _Option(
+        "--max-per-address",
+        _int_range(1, 4096),
+        "open connections per client address or IPv6 /64 (default 32)",
+    ),
 )
 
 
@@ -202,7 +213,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         try:
             values[opt.dest] = opt.parse(raw)
         except Invalid as exc:
-            parser.error(f"{name} {exc} (got {_shown(raw)})")
+            parser.error(f"{name} {exc} (got {log_safe(raw, 57)})")
         given.add(opt.dest)
     if "quality" in given:
         values["quality_explicit"] = True
@@ -224,11 +235,6 @@ def _check_auth(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None
             BasicAuth(values["auth_user"], values["auth_hash"])
     except ValueError as exc:
         parser.error(str(exc))
-
-
-def _shown(raw: str) -> str:
-    text = raw if len(raw) <= 60 else raw[:57] + "..."
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def hash_password_main(argv: Sequence[str]) -> int:

@@ -28,13 +28,17 @@ class Config:
     rotate: int = 0
     hflip: bool = False
     vflip: bool = False
-    max_clients: int = 16
+    max_clients: int = 100
     idle_release: float = 0.0
     name: str = field(default_factory=_hostname)
     auth_user: str | None = None
     auth_hash: str | None = None
     allow: str | None = None
     log_level: str = "info"
+    # Connections held at once (any request, streams included), in total and per address
+    # (an IPv6 /64 counts as one address).
+    max_connections: int = 512
+    max_per_address: int = 32
 
     @property
     def hosts(self) -> list[str]:

@@ -6,7 +6,7 @@
 - :mod:`.worker` — the thread that runs the source's blocking calls under a timeout.
 """
 
-from .frames import BadFrame, FrameProcessor, Processed
+from .frames import BadFrame, FrameProcessor
 from .loop import Capture
 from .state import IDLE, NO_SIGNAL, STARTING, STREAMING
 
@@ -18,5 +18,4 @@ __all__ = [
     "BadFrame",
     "Capture",
     "FrameProcessor",
-    "Processed",
 ]

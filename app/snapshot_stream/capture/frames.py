@@ -2,14 +2,16 @@
 
 A camera's MJPEG frame that needs no change (size as configured, no rotation or flip, no
 explicit --quality) is forwarded byte for byte. Anything else is decoded if needed, resized,
-transformed and encoded at --quality. The NO SIGNAL placeholder is rendered here too, at the
-output size.
+transformed and encoded at --quality. :meth:`FrameProcessor.prepare` does the cheap part at
+once (is it a whole JPEG? can it pass through?) and returns the expensive part as a producer,
+so the capture loop can leave it undone while nobody watches. The NO SIGNAL placeholder is
+rendered here too, at the output size.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -18,22 +20,12 @@ import numpy as np
 from .. import jpeg as jpeglib
 from .. import placeholder
 from ..config import Config
+from ..hub import Encoded, Producer
 from ..transform import Transform
 
 
 class BadFrame(Exception):
     """A frame that cannot be used (truncated JPEG, undecodable): dropped, not a loss."""
-
-
-@dataclass(frozen=True, slots=True)
-class Processed:
-    """A frame ready to publish."""
-
-    jpeg: bytes
-    width: int
-    height: int
-    passthrough: bool
-    encode_seconds: float = 0.0  # time spent in the JPEG encoder (0 for passthrough)
 
 
 class FrameProcessor:
@@ -46,22 +38,34 @@ class FrameProcessor:
         # Re-encode JPEG sources only when asked to (explicit quality) or when we must.
         self.reencode = config.quality_explicit or not self.transform.identity
 
-    def process(self, data: Any) -> Processed:
-        """Return the JPEG for what the source delivered; BadFrame if it cannot be used."""
+    def prepare(self, data: Any) -> Encoded | Producer:
+        """The finished JPEG if it costs nothing (passthrough), else a producer making it.
+
+        Raises BadFrame at once for what is certainly unusable; a producer raises BadFrame
+        for a JPEG that turns out undecodable.
+        """
         cfg = self.config
         if isinstance(data, bytes | bytearray | memoryview):
             trimmed = jpeglib.trim(data)
             if trimmed is None:
                 raise BadFrame("truncated or tiny JPEG")
             if not self.reencode and jpeglib.dimensions(trimmed) == (cfg.width, cfg.height):
-                return Processed(trimmed, cfg.width, cfg.height, True)
-            image = cv2.imdecode(np.frombuffer(trimmed, dtype=np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise BadFrame("undecodable JPEG")
-        elif isinstance(data, np.ndarray):
-            image = data
-        else:
-            raise BadFrame(f"unexpected frame type {type(data).__name__}")
+                return Encoded(trimmed, cfg.width, cfg.height, True)
+            return lambda: self._encode(_decode(trimmed))
+        if isinstance(data, np.ndarray):
+            return lambda: self._encode(data)
+        if callable(data):  # a source that draws its picture only when asked (synthetic)
+            draw: Callable[[], np.ndarray] = data
+            return lambda: self._encode(draw())
+        raise BadFrame(f"unexpected frame type {type(data).__name__}")
+
+    def process(self, data: Any) -> Encoded:
+        """Everything :meth:`prepare` defers, done now."""
+        prepared = self.prepare(data)
+        return prepared if isinstance(prepared, Encoded) else prepared()
+
+    def _encode(self, image: np.ndarray) -> Encoded:
+        cfg = self.config
         if image.ndim < 2 or image.size == 0:
             raise BadFrame("empty image")
         if image.shape[0] != cfg.height or image.shape[1] != cfg.width:
@@ -73,9 +77,21 @@ class FrameProcessor:
         except ValueError as exc:
             raise BadFrame(str(exc)) from exc
         took = time.perf_counter() - start
-        return Processed(encoded, self.out_width, self.out_height, False, took)
+        return Encoded(encoded, self.out_width, self.out_height, False, took)
 
-    def placeholder(self, reason: str, when: float) -> bytes:
-        """The NO SIGNAL image saying ``reason``, clock at ``when``, as a JPEG."""
-        image = placeholder.render(self.out_width, self.out_height, reason, when)
-        return jpeglib.encode(image, self.config.quality)
+    def placeholder(self, reason: str, when: float) -> Producer:
+        """A producer of the NO SIGNAL image saying ``reason``, its clock at ``when``."""
+
+        def produce() -> Encoded:
+            image = placeholder.render(self.out_width, self.out_height, reason, when)
+            jpeg = jpeglib.encode(image, self.config.quality)
+            return Encoded(jpeg, self.out_width, self.out_height, False)
+
+        return produce
+
+
+def _decode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadFrame("undecodable JPEG")
+    return image

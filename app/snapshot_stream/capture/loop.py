@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import SourceError
-from ..hub import FrameHub
+from ..hub import Encoded, FrameHub
 from ..sdnotify import SystemdNotifier
 from ..sources import SourceFactory, describe_source
 from .frames import BadFrame, FrameProcessor
@@ -246,14 +246,17 @@ class Capture:
 
     def _publish_placeholder(self) -> None:
         when = time.time()
+        self._last_publish = time.monotonic()
+        produce = self.frames.placeholder(self.machine.placeholder_text(), when)
+        if not self.hub.streaming:
+            self.hub.offer(produce, timestamp=when, placeholder=True)
+            return
         try:
-            data = self.frames.placeholder(self.machine.placeholder_text(), when)
+            out = produce()
         except Exception:
             log.exception("cannot render the placeholder")
-            self._last_publish = time.monotonic()
             return
-        self.hub.publish(data, self.out_width, self.out_height, timestamp=when, placeholder=True)
-        self._last_publish = time.monotonic()
+        self.hub.publish(out.jpeg, out.width, out.height, timestamp=when, placeholder=True)
 
     def _open(self) -> str | None:
         try:
@@ -296,21 +299,28 @@ class Capture:
             return _reason(job.error)
         when = time.time()
         try:
-            out = self.frames.process(job.result)
+            out = self.frames.prepare(job.result)
+            # Encode now only for stream clients; otherwise whoever asks encodes (FrameHub).
+            if not isinstance(out, Encoded) and self.hub.streaming:
+                out = out()
+                self.hub.count_encode(out.encode_seconds)
         except BadFrame as exc:
-            self.hub.frames_broken += 1
+            self.hub.count_broken()
             log.debug("dropped a frame from %s: %s", self.source_description, exc)
             if time.monotonic() - self._last_good > timeout:
                 return f"only broken frames for {timeout:g} s ({exc})"
             return None
-        if not out.passthrough:
-            self.hub.count_encode(out.encode_seconds)
         self._last_good = time.monotonic()
-        self.hub.publish(
-            out.jpeg, out.width, out.height, timestamp=when, passthrough=out.passthrough
-        )
+        if isinstance(out, Encoded):
+            self.hub.publish(
+                out.jpeg, out.width, out.height, timestamp=when, passthrough=out.passthrough
+            )
+            passthrough = out.passthrough
+        else:
+            self.hub.offer(out, timestamp=when)
+            passthrough = False
         self._last_publish = time.monotonic()
-        if self.machine.streaming(out.width, out.height, out.passthrough):
+        if self.machine.streaming(self.out_width, self.out_height, passthrough):
             self.hub.reconnects += 1
         return None
 
