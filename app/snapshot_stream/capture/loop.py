@@ -88,7 +88,11 @@ class Capture:
         self.frames = FrameProcessor(config)
         self.out_width, self.out_height = self.frames.out_width, self.frames.out_height
         self.machine = CaptureState(
-            description or describe_source(config), notifier, config.fps, config.quality
+            description or describe_source(config),
+            notifier,
+            config.fps,
+            config.quality,
+            camera=config.source is None,
         )
         self.started = time.time()
         self._stop = threading.Event()

@@ -33,8 +33,11 @@ class CaptureState:
         notifier: SystemdNotifier | None,
         fps: float,
         quality: int,
+        camera: bool = True,
     ) -> None:
         self.notifier = notifier
+        self.camera = camera  # a V4L2 camera (not a file, URL or test pattern)
+        self.ever_streamed = False
         self.fps = fps
         self.quality = quality
         self.source_description = description
@@ -58,6 +61,9 @@ class CaptureState:
 
     def placeholder_text(self) -> str:
         """What the NO SIGNAL image says below the clock."""
+        if self.state == NO_SIGNAL and not self.ever_streamed:
+            # Nothing was ever lost: it was never there.
+            return f"{'no camera found' if self.camera else 'no signal yet'}: {self.reason}"
         if self.state == NO_SIGNAL:
             # The image's clock shows the current time (proof the stream is alive); the text
             # says since when the signal is gone.
@@ -109,6 +115,7 @@ class CaptureState:
     def streaming(self, width: int, height: int, passthrough: bool) -> bool:
         """A good frame arrived; True when it ends a loss (a reconnect)."""
         self.passthrough = passthrough
+        self.ever_streamed = True
         if self.state == STREAMING:
             return False
         reconnect = False
