@@ -263,9 +263,11 @@ def test_connection_caps_per_address_and_total(caplog) -> None:
         assert _status(reply) == 503
         assert b"Retry-After" in reply
         # Another address is not affected.
-        assert requests.get(base_url(s) + "/healthz", timeout=5).status_code == 200
+        health = requests.get(base_url(s) + "/healthz", headers={"Connection": "close"}, timeout=5)
+        assert health.status_code == 200
+        assert wait_for(lambda: s.http.caps.open == 4, 3)
         held += [_connect(s.port, f"127.0.0.{3 + i // 4}") for i in range(12)]
-        time.sleep(0.2)
+        assert wait_for(lambda: s.http.caps.open == 16, 3)
         with _connect(s.port, "127.0.1.1") as extra:
             assert _status(_response(extra)) == 503
         for sock in held:
