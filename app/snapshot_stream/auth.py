@@ -374,8 +374,9 @@ class Verifier:
     """Verifies passwords in one thread, fairly between client addresses.
 
     pbkdf2 is slow on purpose, so it never runs on the event loop and never on more than one
-    core. Each address has its own queue and the thread takes one job per address in turn: a
-    flood of guesses from one address delays another address's login by at most the check in
+    core. Each address has its own queue and the thread takes one job per address in turn,
+    and jobs from addresses with no failed login lately (``suspect`` False) go first: a flood
+    of guesses, from any number of addresses, delays a genuine login by at most the check in
     progress. Checks of the same credentials share one run. ``submit`` refuses (returns False)
     once an address has PER_ADDRESS checks waiting.
     """
@@ -388,12 +389,17 @@ class Verifier:
         self._wake = threading.Condition(self._lock)
         # address -> queue of (pending check, callbacks); the order is the round robin.
         self._queues: OrderedDict[str, list[_Job]] = OrderedDict()
+        self._suspects: set[str] = set()  # addresses with a failed login lately
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="auth-verifier", daemon=True)
         self._thread.start()
 
     def submit(
-        self, address: str, pending: PendingCheck, done: Callable[[AuthResult], None]
+        self,
+        address: str,
+        pending: PendingCheck,
+        done: Callable[[AuthResult], None],
+        suspect: bool = False,
     ) -> bool:
         """Verify ``pending`` for ``address``; ``done(result)`` runs in the verifier thread."""
         with self._lock:
@@ -406,6 +412,10 @@ class Verifier:
             if len(queue) >= self.PER_ADDRESS:
                 return False
             queue.append((pending, [done]))
+            if suspect:
+                self._suspects.add(address)
+            else:
+                self._suspects.discard(address)
             self._wake.notify()
         return True
 
@@ -421,7 +431,10 @@ class Verifier:
                     self._wake.wait()
                 if self._stopped:
                     return
-                address, queue = next(iter(self._queues.items()))
+                address = next(
+                    (a for a in self._queues if a not in self._suspects), next(iter(self._queues))
+                )
+                queue = self._queues[address]
                 pending, callbacks = queue[0]
             try:
                 result = self.auth.verify(pending)
@@ -434,6 +447,8 @@ class Verifier:
                 del self._queues[address]
                 if queue:
                     self._queues[address] = queue
+                else:
+                    self._suspects.discard(address)
                 done = list(callbacks)
             for callback in done:
                 callback(result)

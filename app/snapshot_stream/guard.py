@@ -165,6 +165,10 @@ class Throttle:
         tokens = self._tokens(key, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) * self.REFILL
 
+    def suspect(self, key: str) -> bool:
+        """True when ``key`` failed a login lately (its checks wait behind everyone else's)."""
+        return self._tokens(key, self._clock()) < self.BURST - 1e-9
+
     def failed(self, key: str) -> None:
         now = self._clock()
         tokens = self._tokens(key, now) - 1.0

@@ -486,7 +486,10 @@ class _Conn(asyncio.Protocol):
         if wait <= 0:
             future: asyncio.Future[AuthResult] = server.loop.create_future()
             if server.verifier is not None and server.verifier.submit(
-                self.key, found, lambda result: server.deliver(future, result)
+                self.key,
+                found,
+                lambda result: server.deliver(future, result),
+                server.throttle.suspect(self.key),
             ):
                 result = await future
                 if not result.ok:
