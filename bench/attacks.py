@@ -71,8 +71,8 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0)
         return int(exc.code)
 
 
-def _first_frame(port: int, headers: str = "") -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+def _first_frame(port: int, headers: str = "", timeout: float = 10.0) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(f"GET /stream HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
         data = b""
         # The head, the boundary, the part's headers, then Content-Length bytes of JPEG.
@@ -165,7 +165,9 @@ class Drippers:
             s.close()
 
 
-def slowloris(python: str, app_dir: str | None, rounds: int = 5) -> list[str]:
+def slowloris(
+    python: str, app_dir: str | None, rounds: int = 3, timeout: float = 15.0
+) -> list[str]:
     args = ["--source", "synthetic", "--width", "640", "--height", "480", "--fps", "25"]
     args += ["--max-clients", "16"]
     with bench.server(python, args, "slowloris", app_dir) as srv:
@@ -176,14 +178,14 @@ def slowloris(python: str, app_dir: str | None, rounds: int = 5) -> list[str]:
             time.sleep(4.0)
             for _ in range(rounds):
                 for name, fn in (
-                    ("healthz", lambda: _get(srv.base + "/healthz", timeout=60)),
-                    ("snapshot", lambda: _get(srv.base + "/snapshot.jpg", timeout=60)),
-                    ("first frame", lambda: _first_frame(srv.port)),
+                    ("healthz", lambda: _get(srv.base + "/healthz", timeout=timeout)),
+                    ("snapshot", lambda: _get(srv.base + "/snapshot.jpg", timeout=timeout)),
+                    ("first frame", lambda: _first_frame(srv.port, timeout=timeout)),
                 ):
                     try:
                         took[name].append(_timed(fn))
                     except OSError as exc:
-                        failed.append(f"{name}: {exc}")
+                        failed.append(f"{name}: {exc or type(exc).__name__}")
                 time.sleep(0.5)
             closed = drippers.closed
         finally:
