@@ -233,7 +233,7 @@ print(json.dumps(answers))
 """
 
 
-def flood(python: str, app_dir: str | None, seconds: float = 10.0) -> list[str]:
+def flood(python: str, app_dir: str | None, seconds: float = 12.0) -> list[str]:
     sys.path.insert(0, str(Path(app_dir).resolve() if app_dir else HERE.parent / "app"))
     from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -250,11 +250,12 @@ def flood(python: str, app_dir: str | None, seconds: float = 10.0) -> list[str]:
         )
         health: list[float] = []
         viewer: list[float] = []
-        time.sleep(1.0)
+        # Well into the flood (every guessing address has failed by now)...
+        time.sleep(seconds / 3)
         cpu0, wall0 = srv.cpu_sample(), time.monotonic()
-        # The right password, never seen before: a real verification, during the flood.
+        # ...the right password, never seen before: a real verification.
         login = _timed(lambda: _get(srv.base + "/snapshot.jpg", good, timeout=60))
-        while time.monotonic() - wall0 < seconds - 2:
+        while not health or time.monotonic() - wall0 < seconds * 2 / 3 - 1:
             health.append(_timed(lambda: _get(srv.base + "/healthz", timeout=60)))
             viewer.append(_timed(lambda: _get(srv.base + "/snapshot.jpg", good, timeout=60)))
             time.sleep(0.2)

@@ -414,8 +414,6 @@ class Verifier:
             queue.append((pending, [done]))
             if suspect:
                 self._suspects.add(address)
-            else:
-                self._suspects.discard(address)
             self._wake.notify()
         return True
 
@@ -442,12 +440,18 @@ class Verifier:
                 log.exception("password verification failed")
                 result = AuthResult(False, "verification error")
             with self._lock:
+                # An address whose check failed waits behind the others from now on.
+                if result.ok:
+                    self._suspects.discard(address)
+                else:
+                    self._suspects.add(address)
                 queue.pop(0)
                 # The address goes to the back of the round robin (or leaves it).
                 del self._queues[address]
                 if queue:
                     self._queues[address] = queue
                 else:
+                    # Bounded memory: the throttle remembers failures for later submits.
                     self._suspects.discard(address)
                 done = list(callbacks)
             for callback in done:
