@@ -61,8 +61,9 @@ WORKERS = 6
 SEND_BUFFER = 16 * 1024
 # Unsent bytes above this make the socket "not writable", keeping queued data small too.
 NOTSENT_LOWAT = 16 * 1024
-# Listen backlog: an NVR or a camera-wall page opens many streams at once.
-LISTEN_BACKLOG = 128
+# Listen backlog: an NVR or a camera-wall page opens many streams at once (at 128, 256 viewers
+# connecting together overflowed it and waited 1 s for a SYN retransmit).
+LISTEN_BACKLOG = 512
 # A throttled login attempt is answered (429) after this delay.
 THROTTLE_DELAY = 1.0
 # How often the loop checks for stalled stream clients and logs refusal summaries.
