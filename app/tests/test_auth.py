@@ -524,3 +524,18 @@ def test_real_server_does_not_leak_upstream_credentials(spawn) -> None:
     metrics = requests.get(proc.url + "/metrics", timeout=5)
     assert "s3cr3t-upstream" not in metrics.text
     assert "s3cr3t-upstream" not in proc.log()
+
+
+def test_may_write_for_settings_routes() -> None:
+    """POST /controls (issue 11): writes need auth when configured, else a trusted network."""
+    open_policy = AccessPolicy()
+    assert open_policy.may_write("127.0.0.1")
+    assert open_policy.may_write("::1")
+    assert not open_policy.may_write("192.168.1.5")  # reading is open, writing is not
+    lan = AccessPolicy(parse_networks("192.168.1.0/24"))
+    assert lan.may_write("192.168.1.5")
+    assert lan.may_write("::ffff:192.168.1.5")
+    assert not lan.may_write("10.0.0.1")
+    assert not lan.may_write("garbage")
+    # With Basic auth every request reaching the app was authenticated by the server.
+    assert AccessPolicy(auth=BasicAuth(USER, FAST_HASH)).may_write("10.0.0.1")
