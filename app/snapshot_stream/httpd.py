@@ -686,7 +686,8 @@ class HttpServer:
         try:
             for sock in self._sockets:
                 server = self.loop.run_until_complete(
-                    self.loop.create_server(lambda: _Conn(self), sock=sock)
+                    # create_server() listens again, with its own backlog (100) unless told.
+                    self.loop.create_server(lambda: _Conn(self), sock=sock, backlog=LISTEN_BACKLOG)
                 )
                 self._servers.append(server)
         except BaseException as exc:
