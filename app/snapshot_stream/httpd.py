@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -55,6 +55,8 @@ STREAM_INPUT_LIMIT = 64 * 1024
 # Threads running the Flask app. Requests reach them complete and allowed, and the routes
 # are quick (the slowest waits up to a few seconds for a fresh frame after an idle release).
 WORKERS = 6
+# Requests of one address in the app at once: the other workers stay free for everyone else.
+WORKERS_PER_ADDRESS = 3
 # Small kernel send buffer (set on the listening socket, inherited by accepted sockets): on a
 # slow link frames must wait in our hub (where they get replaced by newer ones), not in a
 # kernel queue where they age. The kernel doubles the value.
@@ -441,8 +443,9 @@ class _Conn(asyncio.Protocol):
             if not isinstance(event, h11.EndOfMessage):
                 raise _Closed
         environ = self._environ(request, method, bytes(body), chunked, remote_user)
-        future = server.pool.submit(lambda: run_wsgi(server.app, environ))
-        response = await asyncio.wrap_future(future)
+        async with server.app_slot(self.key):
+            future = server.pool.submit(lambda: run_wsgi(server.app, environ))
+            response = await asyncio.wrap_future(future)
         if self.transport is None or self.transport.is_closing():
             if isinstance(response.body, StreamBody):
                 response.body.close()
@@ -657,6 +660,8 @@ class HttpServer:
         self.loop = asyncio.new_event_loop()
         self.conns: set[_Conn] = set()
         self.streams: set[_Conn] = set()
+        # address -> [semaphore, requests holding or waiting for it]
+        self._slots: dict[str, list[Any]] = {}
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._thread: threading.Thread | None = None
@@ -731,6 +736,21 @@ class HttpServer:
                 # abort(): a stuck client's unsent bytes must not hold up the exit.
                 conn.transport.abort()
         self.loop.call_later(0.05, self.loop.stop)
+
+    @contextlib.asynccontextmanager
+    async def app_slot(self, key: str) -> AsyncIterator[None]:
+        """Wait for one of the address's WORKERS_PER_ADDRESS places in the app."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = [asyncio.Semaphore(WORKERS_PER_ADDRESS), 0]
+        slot[1] += 1
+        try:
+            async with slot[0]:
+                yield
+        finally:
+            slot[1] -= 1
+            if not slot[1]:
+                del self._slots[key]
 
     # -- called from other threads --------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:

@@ -529,3 +529,27 @@ def test_stream_head_has_no_chunked_coding(path: str) -> None:
         assert head.startswith("http/1.1 200")
         assert "transfer-encoding" not in head
         assert "connection: close" in head
+
+
+def test_one_address_cannot_take_every_app_worker() -> None:
+    with running(cfg(width=160, height=120, fps=5)) as s:
+        gate = threading.Event()
+
+        def slow() -> str:
+            gate.wait(10)
+            return "done"
+
+        s.app.add_url_rule("/slow", "slow", slow)
+        socks = [_connect(s.port, "127.0.0.2") for _ in range(httpd.WORKERS)]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # the first WORKERS_PER_ADDRESS are in the app, the rest wait
+            began = time.monotonic()
+            assert requests.get(base_url(s) + "/healthz", timeout=5).status_code == 200
+            assert time.monotonic() - began < 1.0
+        finally:
+            gate.set()
+        for sock in socks:
+            assert _status(_response(sock, 100)) == 200
+            sock.close()
