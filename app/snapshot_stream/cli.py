@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from .config import Config
+from .logtext import log_safe
 from .options import BY_NAME, OPTIONS, Invalid, pair_problems
 
 PROG = "snapshot-stream"
@@ -61,7 +62,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         try:
             values[opt.name] = opt.parse(raw)
         except Invalid as exc:
-            parser.error(f"{name} {exc} (got {_shown(raw)})")
+            parser.error(f"{name} {exc} (got {log_safe(raw, 57)})")
         given.add(opt.name)
     if "quality" in given:
         values["quality_explicit"] = True
@@ -81,11 +82,6 @@ def _check_auth(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None
             BasicAuth(values["auth_user"], values["auth_hash"])
     except ValueError as exc:
         parser.error(str(exc))
-
-
-def _shown(raw: str) -> str:
-    text = raw if len(raw) <= 60 else raw[:57] + "..."
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def hash_password_main(argv: Sequence[str]) -> int:

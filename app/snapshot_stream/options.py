@@ -259,7 +259,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rotate", Choice((0, 90, 180, 270)), "rotate clockwise, degrees", default=0),
     Option("hflip", Boolean(), "mirror horizontally", default=False),
     Option("vflip", Boolean(), "flip vertically", default=False),
-    Option("max_clients", Integer(1, 1024), "concurrent /stream clients", default=16),
+    Option("max_clients", Integer(1, 1024), "concurrent /stream clients", default=100),
     Option("idle_release", Seconds(), "release the camera after N s without clients", default=0.0),
     Option("name", _NAME, "camera name", default=default_name),
     Option("auth_user", _text("a user name; needs --auth-hash"), "HTTP Basic user"),
@@ -268,6 +268,18 @@ OPTIONS: tuple[Option, ...] = (
         "allow", _text("CIDRs, comma-separated"), "clients allowed to connect; loopback always is"
     ),
     Option("log_level", Choice(("debug", "info", "warning", "error")), "log level", default="info"),
+    Option(
+        "max_connections",
+        Integer(16, 4096),
+        "open connections in total, streams included",
+        default=512,
+    ),
+    Option(
+        "max_per_address",
+        Integer(1, 4096),
+        "open connections per client address or IPv6 /64",
+        default=32,
+    ),
 )
 
 BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

@@ -20,12 +20,13 @@ import numpy as np
 
 from .config import Config
 from .errors import SourceError
+from .logtext import redact_url
 from .synthetic import SyntheticSource
-from .upstream import redact_url
 
 log = logging.getLogger(__name__)
 
-Captured = np.ndarray | bytes
+# A BGR image, the JPEG bytes as delivered, or a function drawing the image when it is wanted.
+Captured = np.ndarray | bytes | Callable[[], np.ndarray]
 
 
 @runtime_checkable

@@ -11,15 +11,15 @@ import contextlib
 import http.client
 import logging
 import math
-import re
 import socket
 import threading
 import time
 from types import TracebackType
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import SourceError
 from .jpeg import trim
+from .logtext import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +38,6 @@ class _BadPart(Exception):
 
 class _EndOfStream(Exception):
     """The upstream closed the connection or sent the closing delimiter."""
-
-
-_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password, for logs, messages, /healthz and /metrics labels."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # urlsplit rejects some malformed URLs (a bad IPv6 literal): strip the userinfo anyway.
-        return _USERINFO_RE.sub(r"\1", url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class MjpegReader:
