@@ -24,8 +24,6 @@ import argparse
 import base64
 import contextlib
 import importlib.util
-import json
-import selectors
 import socket
 import statistics
 import subprocess
@@ -39,12 +37,11 @@ from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ATTACKERS = [f"127.0.0.{i}" for i in range(2, 12)]
 SCENARIOS = ("idle", "slowloris", "flood", "memory")
 
 
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("snapshot_stream_bench", HERE / "bench.py")
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"snapshot_stream_{name}", HERE / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -52,7 +49,8 @@ def _bench() -> ModuleType:
     return module
 
 
-bench = _bench()
+bench = _load("bench")
+attackers = _load("attackers")
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -114,64 +112,13 @@ def idle(python: str, app_dir: str | None, seconds: float) -> list[str]:
     ]
 
 
-class Drippers:
-    """``n`` connections over ATTACKERS, each sending one byte of a request every ``every`` s."""
-
-    def __init__(self, port: int, n: int, every: float = 2.0) -> None:
-        self.socks = []
-        for i in range(n):
-            sock = socket.socket()
-            sock.bind((ATTACKERS[i % len(ATTACKERS)], 0))
-            sock.settimeout(5)
-            sock.connect(("127.0.0.1", port))
-            sock.setblocking(False)
-            self.socks.append(sock)
-        self.every = every
-        self.closed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        request = b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100_000
-        sent = {s: 0 for s in self.socks}
-        sel = selectors.DefaultSelector()
-        for s in self.socks:
-            sel.register(s, selectors.EVENT_READ)
-        while not self._stop.is_set():
-            for s in list(sent):
-                try:
-                    s.send(request[sent[s] : sent[s] + 1])
-                    sent[s] += 1
-                except OSError:
-                    del sent[s]
-            deadline = time.monotonic() + self.every
-            while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-                for key, _ in sel.select(min(left, 0.2)):
-                    sock = key.fileobj
-                    data = b""
-                    with contextlib.suppress(OSError):
-                        data = sock.recv(4096)  # type: ignore[union-attr]
-                    if not data:
-                        sel.unregister(sock)
-                        sent.pop(sock, None)  # type: ignore[call-overload]
-                        self.closed += 1
-        sel.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for s in self.socks:
-            s.close()
-
-
 def slowloris(
     python: str, app_dir: str | None, rounds: int = 3, timeout: float = 15.0
 ) -> list[str]:
     args = ["--source", "synthetic", "--width", "640", "--height", "480", "--fps", "25"]
     args += ["--max-clients", "16"]
     with bench.server(python, args, "slowloris", app_dir) as srv:
-        drippers = Drippers(srv.port, 300)
+        drippers = attackers.Drippers(srv.port, 300)
         took: dict[str, list[float]] = {"healthz": [], "snapshot": [], "first frame": []}
         failed: list[str] = []
         try:
@@ -204,35 +151,6 @@ def slowloris(
     return lines
 
 
-_FLOOD = """
-import base64, contextlib, json, socket, sys, threading, time
-port, seconds = int(sys.argv[1]), float(sys.argv[2])
-answers = []
-end = time.monotonic() + seconds
-def guesser(n):
-    i = 0
-    while time.monotonic() < end:
-        i += 1
-        auth = base64.b64encode(f"cam:guess-{n}-{i}".encode()).decode()
-        with contextlib.suppress(OSError), socket.socket() as sock:
-            sock.settimeout(30)
-            sock.bind((f"127.0.0.{2 + n % 10}", 0))
-            sock.connect(("127.0.0.1", port))
-            sock.sendall(
-                f"GET /snapshot.jpg HTTP/1.1\\r\\nHost: x\\r\\n"
-                f"Authorization: Basic {auth}\\r\\n\\r\\n".encode()
-            )
-            head = sock.recv(64)
-            answers.append(int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0)
-threads = [threading.Thread(target=guesser, args=(n,)) for n in range(100)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(json.dumps(answers))
-"""
-
-
 def flood(python: str, app_dir: str | None, seconds: float = 12.0) -> list[str]:
     sys.path.insert(0, str(Path(app_dir).resolve() if app_dir else HERE.parent / "app"))
     from werkzeug.security import check_password_hash, generate_password_hash
@@ -243,11 +161,7 @@ def flood(python: str, app_dir: str | None, seconds: float = 12.0) -> list[str]:
     args = ["--source", "synthetic", "--width", "640", "--height", "480", "--fps", "25"]
     args += ["--auth-user", "cam", "--auth-hash", hashed]
     with bench.server(python, args, "flood", app_dir) as srv:
-        worker = subprocess.Popen(
-            [sys.executable, "-c", _FLOOD, str(srv.port), str(seconds)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        worker = attackers.start_flood(srv.port, seconds, timeout=30)
         health: list[float] = []
         viewer: list[float] = []
         # Well into the flood (every guessing address has failed by now)...
@@ -260,9 +174,8 @@ def flood(python: str, app_dir: str | None, seconds: float = 12.0) -> list[str]:
             viewer.append(_timed(lambda: _get(srv.base + "/snapshot.jpg", good, timeout=60)))
             time.sleep(0.2)
         cpu = bench.cpu_delta(cpu0, srv.cpu_sample()) / (time.monotonic() - wall0)
-        out, _ = worker.communicate(timeout=120)
+        answers = attackers.flood_answers(worker)
         lines_logged = sum(1 for ln in Path(srv.log.name).read_text().splitlines() if "WARN" in ln)
-    answers: list[int] = json.loads(out)
     counts = {code: answers.count(code) for code in sorted(set(answers))}
     ok = "PASS" if max(health + viewer) <= 0.1 else "MISS"
     return [

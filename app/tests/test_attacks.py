@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
+import importlib.util
 import selectors
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import requests
@@ -26,16 +25,22 @@ from werkzeug.security import generate_password_hash
 
 import snapshot_stream.httpd as httpd
 
-# Loopback addresses other than 127.0.0.1: every one is a different client address.
-ATTACKERS = [f"127.0.0.{i}" for i in range(2, 12)]
+
+def _load_attackers() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "attackers.py"
+    spec = importlib.util.spec_from_file_location("snapshot_stream_attackers", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _connect(port: int, source: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
-    sock = socket.socket()
-    sock.settimeout(timeout)
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", port))
-    return sock
+# The attacking clients, shared with bench/attacks.py.
+attackers = _load_attackers()
+ATTACKERS = attackers.ATTACKERS
+
+
+_connect = attackers.connect
 
 
 def _response(sock: socket.socket, limit: int = 65536) -> bytes:
@@ -164,57 +169,9 @@ def test_huge_unauthenticated_requests_leave_memory_alone(spawn) -> None:
 # --- dripping and idle connections ----------------------------------------------------------
 
 
-class _Drippers:
-    """``n`` connections spread over ATTACKERS, each sending one byte every ``every`` s."""
-
-    def __init__(self, port: int, n: int, every: float = 2.0) -> None:
-        self.socks: list[socket.socket] = []
-        for i in range(n):
-            sock = _connect(port, ATTACKERS[i % len(ATTACKERS)])
-            sock.setblocking(False)
-            self.socks.append(sock)
-        self.every = every
-        self.closed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        request = b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 10000
-        sent = {s: 0 for s in self.socks}
-        sel = selectors.DefaultSelector()
-        for s in self.socks:
-            sel.register(s, selectors.EVENT_READ)
-        while not self._stop.is_set():
-            for s in list(sent):
-                try:
-                    s.send(request[sent[s] : sent[s] + 1])
-                    sent[s] += 1
-                except OSError:
-                    del sent[s]
-            deadline = time.monotonic() + self.every
-            while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-                for key, _ in sel.select(min(left, 0.2)):
-                    s = key.fileobj
-                    with contextlib.suppress(OSError):
-                        data = s.recv(4096)  # type: ignore[union-attr]
-                        if data:
-                            continue
-                    sel.unregister(s)
-                    sent.pop(s, None)  # type: ignore[call-overload]
-                    self.closed += 1
-        sel.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for s in self.socks:
-            s.close()
-
-
 def test_300_dripping_connections_block_nobody(spawn) -> None:
     proc = spawn("--source", "synthetic", "--fps", "25")
-    drippers = _Drippers(proc.port, 300)
+    drippers = attackers.Drippers(proc.port, 300, head_size=10_000)
     try:
         time.sleep(3.0)  # every dripper has sent a few bytes and holds its connection
         assert drippers.closed == 0
@@ -285,35 +242,6 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-_FLOOD = """
-import base64, contextlib, json, socket, sys, threading, time
-port, seconds = int(sys.argv[1]), float(sys.argv[2])
-answers = []
-end = time.monotonic() + seconds
-def guesser(n):
-    i = 0
-    while time.monotonic() < end:
-        i += 1
-        auth = base64.b64encode(f"cam:guess-{n}-{i}".encode()).decode()
-        with contextlib.suppress(OSError), socket.socket() as sock:
-            sock.settimeout(5)
-            sock.bind((f"127.0.0.{2 + n % 10}", 0))
-            sock.connect(("127.0.0.1", port))
-            sock.sendall(
-                f"GET /snapshot.jpg HTTP/1.1\\r\\nHost: x\\r\\n"
-                f"Authorization: Basic {auth}\\r\\n\\r\\n".encode()
-            )
-            head = sock.recv(64)
-            answers.append(int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0)
-threads = [threading.Thread(target=guesser, args=(n,)) for n in range(100)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(json.dumps(answers))
-"""
-
-
 def test_wrong_password_flood_is_contained(spawn) -> None:
     # A deliberately slow hash, so that 100 guessing connections would swamp a naive server.
     hashed = generate_password_hash("right", method="pbkdf2:sha256:200000")
@@ -327,11 +255,7 @@ def test_wrong_password_flood_is_contained(spawn) -> None:
 
     # The guessers run in their own process: their 100 threads must not slow this one's
     # measurements through the GIL.
-    flood = subprocess.Popen(
-        [sys.executable, "-c", _FLOOD, str(proc.port), "8"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    flood = attackers.start_flood(proc.port, 8)
     try:
         time.sleep(1.0)
         # The right password, never verified before: a real check, in the middle of the flood.
@@ -348,8 +272,7 @@ def test_wrong_password_flood_is_contained(spawn) -> None:
             viewing.append(time.monotonic() - t0)
             time.sleep(0.1)
     finally:
-        out, _ = flood.communicate(timeout=30)
-    answers: list[int] = json.loads(out)
+        answers = attackers.flood_answers(flood, timeout=30)
     print(
         f"verification {verify_s * 1000:.0f} ms; healthz median "
         f"{statistics.median(health) * 1000:.0f} ms max {max(health) * 1000:.0f} ms; viewer "
