@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from types import ModuleType
 
 import pytest
 import yaml
+
+from tools import ansible_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "roles" / "snapshot_stream_common" / "filter_plugins" / "camera_model.py"
@@ -257,14 +258,6 @@ def _app_error(tmp_path: Path, key: str, value: object) -> str:
     return match.group(1)  # "must be ... (got ...)"
 
 
-def _ansible_playbook() -> str:
-    local = Path(sys.executable).parent / "ansible-playbook"
-    found = str(local) if local.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found (install requirements-dev.txt)")
-    return found
-
-
 @pytest.mark.timeout(300)
 def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_path):
     # One host per bad value (plus a good one), all on this machine: the role's check comes
@@ -317,7 +310,7 @@ def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_p
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",
     )
     r = subprocess.run(
-        [_ansible_playbook(), "-i", str(inventory), str(playbook)],
+        [ansible_playbook(), "-i", str(inventory), str(playbook)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
