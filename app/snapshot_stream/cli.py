@@ -121,6 +121,15 @@ def _log_level(raw: str) -> str:
     return value
 
 
+def _controls(raw: str) -> tuple[tuple[str, str], ...]:
+    from .controls import parse_spec
+
+    try:
+        return parse_spec(raw)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class _Option:
     flag: str
@@ -157,6 +166,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--auth-hash", _text, "password hash from `snapshot-stream hash-password`"),
     _Option("--allow", _text, "comma-separated CIDRs allowed to connect (loopback always)"),
     _Option("--log-level", _log_level, "debug, info, warning or error (default info)"),
+    _Option(
+        "--controls",
+        _controls,
+        "V4L2 controls set on every open, e.g. focus_automatic_continuous=0,focus_absolute=40 "
+        "(names as `snapshot-stream controls DEVICE` prints them)",
+    ),
 )
 
 
@@ -171,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="MJPEG snapshot streamer for USB cameras. Every flag can also be set with "
         "the environment variable SNAPSHOT_STREAM_<FLAG> (e.g. SNAPSHOT_STREAM_FPS); "
-        "flags win. Subcommand: `snapshot-stream hash-password`.",
+        "flags win. Subcommands: `snapshot-stream hash-password`, "
+        "`snapshot-stream controls DEVICE`.",
     )
     for opt in OPTIONS:
         if opt.is_bool:
@@ -258,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "hash-password":
         return hash_password_main(args[1:])
+    if args and args[0] == "controls":
+        from .controls import controls_main
+
+        return controls_main(args[1:], PROG)
     config = parse_config(args)
     from .server import configure_logging, run
 

@@ -35,6 +35,8 @@ class Config:
     auth_hash: str | None = None
     allow: str | None = None
     log_level: str = "info"
+    # (name, value) pairs from --controls, applied on every open of a V4L2 camera.
+    controls: tuple[tuple[str, str], ...] = ()
 
     @property
     def hosts(self) -> list[str]:

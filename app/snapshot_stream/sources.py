@@ -21,6 +21,7 @@ import numpy as np
 
 from . import v4l2
 from .config import Config
+from .controls import Applier
 from .errors import NotMjpeg, SourceError
 from .synthetic import SyntheticSource
 from .upstream import redact_url
@@ -175,9 +176,10 @@ _FALLBACK_LOGGED: set[str] = set()
 class CameraSource:
     """A V4L2 camera: ``--device auto`` takes the first device that delivers a frame."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, controls: Applier | None = None) -> None:
         self.config = config
         self.device = config.device
+        self.controls = controls
         self._cap: Any = None
         self._settings: v4l2.DeviceSettings | None = None
         self._first: Any = None
@@ -202,6 +204,9 @@ class CameraSource:
             )
         self._cap, self._settings = cap, settings
         log.info("camera %s: %s", self.describe(), settings)
+        if self.controls:
+            # On every open: a replugged or reset camera is back at its defaults.
+            self.controls.apply(settings.path)
 
     def read(self) -> Captured:
         if self._cap is None or self._settings is None:
@@ -247,4 +252,6 @@ def make_factory(config: Config) -> SourceFactory:
         if "://" in lower:  # rtsp:// and anything else FFmpeg understands
             return lambda: OpenCVSource(spec, config.buffersize)
         return lambda: OpenCVSource(spec, config.buffersize, is_file=True)
-    return lambda: CameraSource(config)
+    # One Applier for the process: it logs each bad entry once, not on every reopen.
+    controls = Applier(config.controls)
+    return lambda: CameraSource(config, controls)

@@ -553,6 +553,19 @@ class Device:
             found.append(info)
         return found
 
+    def query(self, info: ControlInfo) -> ControlInfo:
+        """``info`` with the device's current flags (an automatic mode changes INACTIVE)."""
+        q = QueryExtCtrl(id=info.id)
+        try:
+            self.ioctl(VIDIOC_QUERY_EXT_CTRL, q)
+        except OSError as exc:
+            if exc.errno != errno.ENOTTY:
+                raise
+            old = QueryCtrl(id=info.id)
+            self.ioctl(VIDIOC_QUERYCTRL, old)
+            return dataclasses.replace(info, flags=old.flags)
+        return dataclasses.replace(info, flags=q.flags)
+
     def _query_all(self) -> Iterator[ControlInfo]:
         next_id = CTRL_FLAG_NEXT_CTRL
         try:
