@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 
-
-def _hostname() -> str:
-    return socket.gethostname() or "camera"
+from .options import default, default_name
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the streamer needs; immutable once the CLI has validated it."""
+    """Everything the streamer needs; immutable once the CLI has validated it.
 
-    host: str = "0.0.0.0"
-    port: int = 8080
-    fps: float = 25.0
-    quality: int = 30
+    One field per option of :data:`snapshot_stream.options.OPTIONS`, whose defaults it takes.
+    """
+
+    host: str = default("host")
+    port: int = default("port")
+    fps: float = default("fps")
+    quality: int = default("quality")
     # True when --quality / SNAPSHOT_STREAM_QUALITY was given: forces re-encoding of JPEG sources.
     quality_explicit: bool = False
-    buffersize: int = 1
-    width: int = 640
-    height: int = 480
-    device: str = "auto"
-    source: str | None = None
-    rotate: int = 0
-    hflip: bool = False
-    vflip: bool = False
-    max_clients: int = 16
-    idle_release: float = 0.0
-    name: str = field(default_factory=_hostname)
-    auth_user: str | None = None
-    auth_hash: str | None = None
-    allow: str | None = None
-    log_level: str = "info"
-    # (name, value) pairs from --controls, applied on every open of a V4L2 camera.
-    controls: tuple[tuple[str, str], ...] = ()
+    buffersize: int = default("buffersize")
+    width: int = default("width")
+    height: int = default("height")
+    device: str = default("device")
+    source: str | None = default("source")
+    rotate: int = default("rotate")
+    hflip: bool = default("hflip")
+    vflip: bool = default("vflip")
+    max_clients: int = default("max_clients")
+    idle_release: float = default("idle_release")
+    name: str = field(default_factory=default_name)
+    auth_user: str | None = default("auth_user")
+    auth_hash: str | None = default("auth_hash")
+    allow: str | None = default("allow")
+    log_level: str = default("log_level")
+    # (name, value) pairs, applied on every open of a V4L2 camera (snapshot_stream.controls).
+    controls: tuple[tuple[str, str], ...] = default("controls")
 
     @property
     def hosts(self) -> list[str]:

@@ -15,19 +15,18 @@ are applied on every open, not once at start.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import videodev
+from .options import Controls
 from .videodev import ControlInfo
 
 log = logging.getLogger(__name__)
 
 Spec = tuple[tuple[str, str], ...]
 
-_NAME = re.compile(r"[a-z0-9_]+")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -59,27 +58,10 @@ _AUTO_NAMES = {auto for modes in AUTO_MODES.values() for auto, _ in modes}
 def parse_spec(text: str) -> Spec:
     """'a=1,b=50 Hz' -> (('a', '1'), ('b', '50 Hz')); ValueError with a one-line reason.
 
-    Only the shape is checked here: which names and values are valid depends on the device.
+    Only the shape is checked (options.Controls): which names and values are valid depends on
+    the device.
     """
-    pairs: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not value:
-            raise ValueError(f"must be NAME=VALUE pairs separated by commas (got {item.strip()!r})")
-        if not _NAME.fullmatch(name):
-            raise ValueError(
-                f"control names are lower case letters, digits and '_' as v4l2-ctl shows them "
-                f"(got {name!r})"
-            )
-        if name in seen:
-            raise ValueError(f"{name} is given twice")
-        seen.add(name)
-        pairs.append((name, value))
-    return tuple(pairs)
+    return Controls()(text)
 
 
 def format_spec(spec: Spec) -> str:

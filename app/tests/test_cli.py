@@ -59,9 +59,11 @@ def test_flags_and_env(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--fps", "60"], "--fps must be between 1 and 30 (got 60)"),
-        (["--fps", "0"], "--fps must be between 1 and 30 (got 0)"),
-        (["--fps", "fast"], "--fps must be a number between 1 and 30 (got fast)"),
+        (["--fps", "60"], "--fps must be above 0 and at most 30 (got 60)"),
+        (["--fps", "0"], "--fps must be above 0 and at most 30 (got 0)"),
+        (["--fps", "-1"], "--fps must be above 0 and at most 30 (got -1)"),
+        (["--fps", "fast"], "--fps must be a number above 0 and at most 30 (got fast)"),
+        (["--fps", "nan"], "--fps must be a number above 0 and at most 30 (got nan)"),
         (["--port", "0"], "--port must be between 1 and 65535 (got 0)"),
         (["--port", "70000"], "--port must be between 1 and 65535 (got 70000)"),
         (["--quality", "101"], "--quality must be between 1 and 100 (got 101)"),
@@ -89,7 +91,10 @@ def test_bad_flags(capsys, argv: list[str], expected: str) -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"SNAPSHOT_STREAM_FPS": "60"}, "SNAPSHOT_STREAM_FPS must be between 1 and 30 (got 60)"),
+        (
+            {"SNAPSHOT_STREAM_FPS": "60"},
+            "SNAPSHOT_STREAM_FPS must be above 0 and at most 30 (got 60)",
+        ),
         ({"SNAPSHOT_STREAM_PORT": "x"}, "SNAPSHOT_STREAM_PORT must be an integer between 1"),
         ({"SNAPSHOT_STREAM_HFLIP": "maybe"}, "SNAPSHOT_STREAM_HFLIP must be a boolean"),
         ({"SNAPSHOT_STREAM_ROTATE": "10"}, "SNAPSHOT_STREAM_ROTATE must be one of 0, 90, 180"),
@@ -119,7 +124,7 @@ def _run(args: list[str], env: dict | None = None, stdin: str = "") -> subproces
 def test_exit_status_and_one_line_subprocess() -> None:
     r = _run(["--fps", "60"])
     assert r.returncode == 2
-    assert r.stderr == "snapshot-stream: error: --fps must be between 1 and 30 (got 60)\n"
+    assert r.stderr == "snapshot-stream: error: --fps must be above 0 and at most 30 (got 60)\n"
     r = _run([], {"SNAPSHOT_STREAM_QUALITY": "0"})
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
@@ -147,3 +152,82 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert r.returncode == 1
     assert f"cannot listen on 127.0.0.1 port {port}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_fractional_fps_is_allowed() -> None:
+    # The one truth of the options table: above 0 and at most 30 (0.5 = a frame every 2 s).
+    assert parse_config(["--fps", "0.5"], {}).fps == 0.5
+    assert parse_config([], {"SNAPSHOT_STREAM_FPS": "30"}).fps == 30
+
+
+def test_help_shows_each_range_and_default() -> None:
+    r = _run(["--help"])
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "--fps FPS frames per second (> 0 and <= 30; default 25)" in text
+    assert "--port PORT TCP port (1-65535; default 8080)" in text
+    assert "--rotate ROTATE rotate clockwise, degrees (0, 90, 180, 270; default 0)" in text
+    assert "ignored with --source" in text
+    assert "check-env FILE" in text
+
+
+def _env_file(tmp_path, text: str) -> str:
+    path = tmp_path / "cam.env"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_check_env_accepts_what_the_role_writes(tmp_path) -> None:
+    path = _env_file(
+        tmp_path,
+        "# comment\n; another\n\nSNAPSHOT_STREAM_NAME='front'\nSNAPSHOT_STREAM_PORT='8081'\n"
+        'SNAPSHOT_STREAM_FPS="12.5"\n  SNAPSHOT_STREAM_SOURCE = synthetic  \n'
+        "SNAPSHOT_STREAM_ALLOW='10.0.0.0/8,192.168.1.0/24'\nOTHER_VARIABLE='ignored'\n",
+    )
+    r = _run(["check-env", path])
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "SNAPSHOT_STREAM_FPS='0'\n",
+            "snapshot-stream: error: SNAPSHOT_STREAM_FPS must be above 0 and at most 30 (got 0)",
+        ),
+        (
+            "SNAPSHOT_STREAM_ROTATE='45'\n",
+            "error: SNAPSHOT_STREAM_ROTATE must be one of 0, 90, 180, 270 (got 45)",
+        ),
+        (
+            "SNAPSHOT_STREAM_AUTH_USER='bob'\n",
+            "snapshot-stream: error: --auth-user requires --auth-hash",
+        ),
+        ("SNAPSHOT_STREAM_ALLOW='10.0.0.0/33'\n", "snapshot-stream: error: --allow: "),
+        (
+            "SNAPSHOT_STREAM_SOURCE='/nonexistent.avi'\n",
+            "snapshot-stream: error: SNAPSHOT_STREAM_SOURCE must be 'synthetic', an existing",
+        ),
+        ("SNAPSHOT_STREAM_FPS 10\n", "snapshot-stream check-env: error: "),
+        ("SNAPSHOT_STREAM_FPS='10\n", "unterminated quote"),
+    ],
+)
+def test_check_env_gives_the_services_error(tmp_path, text: str, expected: str) -> None:
+    path = _env_file(tmp_path, text)
+    r = _run(["check-env", path])
+    assert r.returncode == 2
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert expected in r.stderr
+    # The service itself, given the same variables, stops with the same line.
+    if not expected.startswith("snapshot-stream check-env") and "quote" not in expected:
+        key, _, value = text.strip().partition("=")
+        service = _run([], {key: value.strip("'")})
+        assert service.returncode == 2
+        assert service.stderr == r.stderr
+
+
+def test_check_env_missing_file(tmp_path) -> None:
+    r = _run(["check-env", str(tmp_path / "nope.env")])
+    assert r.returncode == 2
+    assert r.stderr.startswith("snapshot-stream check-env: error: cannot read ")
+    assert _run(["check-env"]).returncode == 2

@@ -68,9 +68,9 @@ def test_parse_spec() -> None:
     [
         ("focus_absolute", "NAME=VALUE"),
         ("focus_absolute=", "NAME=VALUE"),
-        ("Focus=1", "lower case"),
-        ("focus absolute=1", "lower case"),
-        ("gain=1,gain=2", "gain is given twice"),
+        ("Focus=1", "in lower case"),
+        ("focus absolute=1", "as v4l2-ctl prints them"),
+        ("gain=1,gain=2", "names gain twice"),
     ],
 )
 def test_parse_spec_rejects_bad_shapes(text: str, message: str) -> None:
