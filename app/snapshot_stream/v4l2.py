@@ -363,7 +363,7 @@ def read_failure(
     why = (probe or DeviceProbe()).diagnose(path, mode)
     if why is None:
         if waited >= _frame_wait() - 0.5:
-            why = f"no frame for {waited:.0f} s (the camera stopped sending)"
+            why = f"no frame for {waited:.0f} s (the camera sends nothing)"
         else:
             why = "read failed"
     return SourceError(f"{path}: {why}")
@@ -436,8 +436,10 @@ def first_working(
             waited = time.monotonic() - started
             _release(cap)
             reason = str(read_failure(path, settings, waited, probe)).removeprefix(f"{path}: ")
-            log.info("%s: no frame (%s), trying the next device", path, reason)
-            failures[path] = f"no frame ({reason})"
+            if not reason.startswith("no frame"):
+                reason = f"no frame ({reason})"
+            log.info("%s: %s, trying the next device", path, reason)
+            failures[path] = reason
             continue
         if path in other:
             log.info("%s: no MJPG camera delivered a frame, using this one", path)
