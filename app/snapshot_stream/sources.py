@@ -192,18 +192,19 @@ class CameraSource:
     def open(self) -> None:
         cfg = self.config
         v4l2.limit_frame_wait(cfg.fps)
+        v4l2.quiet_opencv()
         if self.device == "auto":
             cap, settings, self._first = v4l2.first_working(
                 cfg.width, cfg.height, cfg.fps, cfg.buffersize
             )
         else:
             if not os.path.exists(self.device):
-                raise SourceError(f"{self.device}: no such device")
+                raise SourceError(f"{self.device}: {v4l2.GONE}")
             cap, settings = v4l2.open_device(
                 self.device, cfg.width, cfg.height, cfg.fps, cfg.buffersize
             )
         self._cap, self._settings = cap, settings
-        log.info("camera %s: %s", self.describe(), settings)
+        log.debug("camera %s: %s", self.describe(), settings)
         if self.controls:
             # On every open: a replugged or reset camera is back at its defaults.
             self.controls.apply(settings.path)

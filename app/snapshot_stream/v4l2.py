@@ -69,6 +69,27 @@ class DeviceSettings:
     passthrough: bool
 
 
+_said: set[str] = set()
+
+
+def _say(level: int, msg: str, *args: object) -> None:
+    """Log a negotiation fact once per process; a camera reopened after every replug or
+    stall would otherwise repeat the same lines (they stay visible at debug level)."""
+    text = msg % args
+    if text in _said:
+        log.debug("%s", text)
+        return
+    _said.add(text)
+    log.log(level, "%s", text)
+
+
+def quiet_opencv() -> None:
+    """Keep OpenCV's own V4L2 warnings (select() timeout, REQBUFS after an unplug) out of the
+    log unless it runs at debug level: the streamer says what happened, in one line."""
+    if not logging.getLogger("snapshot_stream").isEnabledFor(logging.DEBUG):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def default_opener(path: str) -> CaptureLike:
     return cv2.VideoCapture(path, cv2.CAP_V4L2)
 
@@ -127,9 +148,14 @@ def configure(
         cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
         passthrough = cap.get(cv2.CAP_PROP_CONVERT_RGB) == 0
         if not passthrough:
-            log.warning("%s: CONVERT_RGB=0 refused, frames will be decoded and re-encoded", label)
+            _say(
+                logging.WARNING,
+                "%s: CONVERT_RGB=0 refused, frames will be decoded and re-encoded",
+                label,
+            )
     else:
-        log.warning(
+        _say(
+            logging.WARNING,
             "%s: MJPG refused (device reports %s), falling back to YUYV: more USB bandwidth "
             "and CPU",
             label,
@@ -141,7 +167,8 @@ def configure(
     got_width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     got_height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     got_fps = float(cap.get(cv2.CAP_PROP_FPS))
-    log.info(
+    _say(
+        logging.INFO,
         "%s: %s %dx%d @ %s fps (asked %dx%d @ %s), passthrough %s",
         label,
         fourcc or "?",
@@ -154,12 +181,24 @@ def configure(
         "on" if passthrough else "off",
     )
     if (got_width, got_height) != (width, height):
-        log.warning(
-            "%s: camera gives %dx%d instead of %dx%d", label, got_width, got_height, width, height
+        _say(
+            logging.WARNING,
+            "%s: camera gives %dx%d instead of %dx%d",
+            label,
+            got_width,
+            got_height,
+            width,
+            height,
         )
     # Some drivers report 0 when they cannot tell; only a real mismatch is worth a warning.
     if got_fps > 0 and abs(got_fps - fps) > 0.5:
-        log.warning("%s: camera runs at %s fps instead of %s", label, _fmt(got_fps), _fmt(fps))
+        _say(
+            logging.WARNING,
+            "%s: camera runs at %s fps instead of %s",
+            label,
+            _fmt(got_fps),
+            _fmt(fps),
+        )
     return DeviceSettings(
         path=path,
         fourcc=fourcc,
@@ -220,7 +259,7 @@ class Probe(Protocol):
 BUSY = (
     "device busy: another program is streaming from it (a second snapshot-stream on this camera?)"
 )
-GONE = "device disappeared (unplugged?)"
+GONE = "no such device (unplugged?)"
 
 
 def bandwidth_reason(mode: Mode) -> str:
@@ -438,11 +477,11 @@ def first_working(
             reason = str(read_failure(path, settings, waited, probe)).removeprefix(f"{path}: ")
             if not reason.startswith("no frame"):
                 reason = f"no frame ({reason})"
-            log.info("%s: %s, trying the next device", path, reason)
+            _say(logging.INFO, "%s: %s, trying the next device", path, reason)
             failures[path] = reason
             continue
         if path in other:
-            log.info("%s: no MJPG camera delivered a frame, using this one", path)
+            _say(logging.INFO, "%s: no MJPG camera delivered a frame, using this one", path)
         return cap, settings, frame
     listed = "; ".join(f"{path}: {failures[path]}" for path in devices if path in failures)
     raise NoWorkingCamera("no working camera: " + listed)

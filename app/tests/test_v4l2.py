@@ -90,6 +90,12 @@ class FakeCapture:
         self.released = True
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_memory() -> None:
+    # v4l2 logs each negotiation fact once per process; every test starts a fresh "process".
+    v4l2._said.clear()
+
+
 class FakeProbe:
     """Stands in for the ioctl probe: every node is an MJPG capture node, nothing to diagnose."""
 
