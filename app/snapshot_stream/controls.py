@@ -243,7 +243,10 @@ def yaml_block(path: str, dev: videodev.Device) -> str:
     width = max((len(i.name) for i in infos), default=0) + 2
     for info in apply_order_infos(infos):
         value = values.get(info.id, info.default)
-        notes = [info.type_name, describe_range(info), f"default {info.default}"]
+        kind = describe_range(info) if info.menu else f"{info.type_name} {describe_range(info)}"
+        if info.type == videodev.CTRL_TYPE_BOOLEAN:
+            kind = "bool"
+        notes = [kind, f"default {info.default}"]
         if info.read_only:
             notes.append("read-only")
         if info.inactive:

@@ -288,3 +288,113 @@ def test_a_second_instance_on_the_same_camera_says_device_busy(tmp_path, spawn) 
         "(a second snapshot-stream on this camera?)"
     )
     assert health(first)[0] == 200  # the first one is not disturbed
+
+
+# -- controls (issue 11) -----------------------------------------------------------------------
+WANTED = {
+    "focus_automatic_continuous": 0,
+    "focus_absolute": 40,
+    "power_line_frequency": 1,
+    "auto_exposure": 1,
+    "exposure_time_absolute": 300,
+}
+# Manual values before their automatic modes, a menu entry by name and one by number: the
+# streamer must order them. Then four bad entries.
+CONTROLS = (
+    "focus_absolute=40,exposure_time_absolute=300,focus_automatic_continuous=0,"
+    "power_line_frequency=50 Hz,auto_exposure=1,"
+    "zoom_absolute=900,sharpnes=3,white_balance_temperature=5000,pan_absolute=100"
+)
+BAD = [
+    "controls: zoom_absolute=900 is out of range 100..500 (default 100)",
+    "controls: unknown control 'sharpnes'; this camera offers: auto_exposure, "
+    "backlight_compensation, brightness,",
+    "controls: white_balance_temperature=5000 not set: it is inactive while "
+    "white_balance_automatic is on: add white_balance_automatic=0 before it",
+    "controls: pan_absolute=100 is not a valid step: -36000..36000 step 3600 (default 0)",
+]
+
+
+def get_ctrls(cams) -> dict[str, int]:
+    out = subprocess.run(
+        ["v4l2-ctl", "-d", "/dev/video0", "--get-ctrl", ",".join(WANTED)],
+        env=cams.env(dev=True),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    pairs = (line.split(": ") for line in out.stdout.splitlines())
+    return {name: int(value.split()[0]) for name, value in pairs}  # "1 (Manual Mode)"
+
+
+def test_controls_are_set_on_every_open(tmp_path, spawn) -> None:
+    cams = cameras(tmp_path, "c920")
+    proc = streamer(spawn, cams, "--device", "/dev/video0", "--controls", CONTROLS)
+    client = MjpegClient(proc.url + "/stream")
+    try:
+        assert real_part(client, 10) is not None
+        assert get_ctrls(cams) == WANTED
+
+        # A replug puts the camera back at its defaults; the streamer sets them again.
+        cams.unplug(0)
+        assert placeholder_part(client, 2.0) is not None
+        cams.replug(0)
+        assert real_part(client, 3.0) is not None, proc.log()
+        assert wait_for(lambda: get_ctrls(cams) == WANTED, 2), get_ctrls(cams)
+    finally:
+        client.close()
+    assert health(proc)[0] == 200  # bad entries do not stop the stream
+    log = proc.log()
+    for line in BAD:
+        assert log.count(line) == 1, (line, log)  # once, not again after the replug
+    assert log.count("/dev/video0: controls set: ") == 1
+    assert (
+        "/dev/video0: controls set: focus_automatic_continuous=0, auto_exposure=1, "
+        "focus_absolute=40, exposure_time_absolute=300, power_line_frequency=1"
+    ) in log
+
+
+def test_controls_come_back_after_idle_release(tmp_path, spawn) -> None:
+    cams = cameras(tmp_path, "c920")
+    proc = streamer(
+        spawn, cams, "--device", "/dev/video0", "--idle-release", "1", "--controls", CONTROLS
+    )
+    requests.get(proc.url + "/snapshot.jpg", timeout=5)
+    assert wait_for(lambda: health(proc)[1]["state"] == "idle", 10), proc.log()
+    changed = subprocess.run(
+        ["v4l2-ctl", "-d", "/dev/video0", "--set-ctrl", "focus_absolute=100"],
+        env=cams.env(dev=True),
+        timeout=30,
+    )
+    assert changed.returncode == 0 and get_ctrls(cams)["focus_absolute"] == 100
+    requests.get(proc.url + "/snapshot.jpg", timeout=10)  # wakes the camera up
+    assert wait_for(lambda: get_ctrls(cams) == WANTED, 5), get_ctrls(cams)
+
+
+def test_controls_subcommand_prints_inventory_yaml(tmp_path) -> None:
+    import yaml
+
+    cams = cameras(tmp_path, "c920")
+    subprocess.run(
+        ["v4l2-ctl", "-d", "/dev/video0", "--set-ctrl", "focus_automatic_continuous=0"],
+        env=cams.env(dev=True),
+        check=True,
+        timeout=30,
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "snapshot_stream", "controls", "/dev/video0"],
+        env=cams.env(dev=True),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=APP_DIR,
+    )
+    assert out.returncode == 0, out.stderr
+    # Only what differs from the defaults is active; the rest are comments.
+    assert yaml.safe_load(out.stdout) == {"controls": {"focus_automatic_continuous": 0}}
+    uncommented = yaml.safe_load(re.sub(r"(?m)^  # ", "  ", out.stdout))
+    assert uncommented["controls"]["power_line_frequency"] == 2
+    assert len(uncommented["controls"]) == 17
+    assert "# menu 0 = Disabled, 1 = 50 Hz, 2 = 60 Hz; default 2" in out.stdout
+    assert out.stdout.index("focus_automatic_continuous") < out.stdout.index("focus_absolute")
