@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: demo test lint pytest molecule molecule-arm64 images bench venv
 
-$(VENV)/.stamp: requirements-dev.txt app/pyproject.toml
+$(VENV)/.stamp: requirements-dev.txt app/requirements.txt app/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt -e app
@@ -26,8 +26,8 @@ test: venv
 	@scripts/stage molecule $(MAKE) --no-print-directory molecule
 
 lint: venv
-	ruff check app bench tests molecule
-	ruff format --check app bench tests molecule
+	ruff check app bench tests molecule roles
+	ruff format --check app bench tests molecule roles
 	yamllint -s .
 	shellcheck .ci/run scripts/* roles/snapshot_stream/files/snapshot-stream-tailnet
 	ansible-lint --profile production

@@ -103,3 +103,12 @@ def test_the_table_loads_alone_without_the_apps_dependencies() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == len(OPTIONS)
+
+
+def test_docs_streamer_md_shows_the_table() -> None:
+    docs = (APP_DIR.parent / "docs" / "streamer.md").read_text(encoding="utf-8")
+    for opt in OPTIONS:
+        shown = opt.shown_default
+        default = shown if shown in ("unset", "the host name") else f"`{shown}`"
+        row = f"| `{opt.flag}` | `{opt.env}` | {default} | {opt.parse.allowed} |"
+        assert row in docs, f"docs/streamer.md: the row of {opt.flag} must start with {row}"

@@ -1,22 +1,25 @@
-#!/usr/bin/python3
-"""tailscale-double: a TEST DOUBLE of the `tailscale` CLI for the Molecule scenarios. It is NOT Tailscale.
+"""The `tailscale` CLI double (/usr/bin/tailscale) for the Molecule scenarios. It is NOT Tailscale.
 
 It never talks to a network. It keeps a small state machine that behaves like a real node's
-`tailscale status --json` (NeedsLogin -> Running after `up` with an auth key, Stopped after `down`,
-NeedsLogin after `logout`) and records every call in /var/lib/tailscale-double/calls.jsonl:
-  - argv VERBATIM (so an auth key passed on the command line is visible there and the tests catch it);
-  - for an auth key given as `--auth-key=file:PATH` (e.g. file:/dev/stdin) only whether a key was
-    received and the first 12 hex digits of its sha256, never the key itself.
+`tailscale status --json` (NeedsLogin -> Running after `up` with an auth key, Stopped after
+`down`, NeedsLogin after `logout`) and records every call in
+/var/lib/tailscale-double/calls.jsonl:
+  - argv VERBATIM (so an auth key passed on the command line is visible there and the tests
+    catch it);
+  - for an auth key given as `--auth-key=file:PATH` (e.g. file:/dev/stdin) only whether a key
+    was received and the first 12 hex digits of its sha256, never the key itself.
 Supported: version, status [--json], ip [-4|-6|-1], up, login, set, down, logout,
-serve [--bg] [--https=N|--http=N|--tcp=N] [--set-path=P] TARGET|off, serve status [--json], serve reset.
-The node's addresses come from /etc/machine-id, or from /var/lib/tailscale-double/ip-seed when a test
-wrote one (a new seed = new addresses at once). The tailscaled double's opt-in data plane
-(/etc/tailscale-double.json) makes them, and what `serve` configures, reachable; with it on, `up`,
-`login` and `logout` return once the daemon put the addresses on lo (or took them away), at most 3 s,
-like the real `up` returns once the node runs with its addresses configured.
-Like the real CLI it fails when tailscaled is not running, when `up` needs a login but has no key,
-and when `up` would silently revert a non-default setting (without --reset).
+serve [--bg] [--https=N|--http=N|--tcp=N] [--set-path=P] TARGET|off, serve status [--json],
+serve reset.
+The node's addresses come from common.tailnet_ips(). The tailscaled double's opt-in data plane
+(/etc/tailscale-double.json) makes them, and what `serve` configures, reachable; with it on,
+`up`, `login` and `logout` return once the daemon put the addresses on lo (or took them away),
+at most 3 s, like the real `up` returns once the node runs with its addresses configured.
+Like the real CLI it fails when tailscaled is not running, when `up` needs a login but has no
+key, and when `up` would silently revert a non-default setting (without --reset).
 """
+
+from __future__ import annotations
 
 import fcntl
 import hashlib
@@ -25,17 +28,27 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
+
+from .common import (
+    DATAPLANE_CONFIG,
+    SERVE,
+    STATE,
+    STATE_DIR,
+    TAILNET,
+    ipv6_on_lo,
+    read_json,
+    tailnet_ips,
+    write_json,
+)
 
 VERSION = "1.78.1"
-STATE_DIR = os.environ.get("TAILSCALE_DOUBLE_DIR", "/var/lib/tailscale-double")
 CALLS = os.path.join(STATE_DIR, "calls.jsonl")
-STATE = os.path.join(STATE_DIR, "state.json")
-SERVE = os.path.join(STATE_DIR, "serve.json")
-DATAPLANE_CONFIG = os.environ.get("TAILSCALE_DOUBLE_CONFIG", "/etc/tailscale-double.json")
 DEFAULT_SOCKET = "/run/tailscale/tailscaled.sock"
-TAILNET = "tail-double.ts.net"
 
-# Preferences `up`/`set` know, with their defaults (a pref differing from its default is "non-default").
+# Preferences `up`/`set` know, with their defaults (a pref differing from its default is
+# "non-default").
 PREFS = {
     "hostname": "",
     "advertise-tags": "",
@@ -81,42 +94,19 @@ SERVE_FLAGS = {
 }
 
 
-def tailnet_ips():
-    """The node's Tailscale addresses [v4, v6]. SAME CODE as tailnet_ips() in the tailscaled double.
-
-    Derived from /var/lib/tailscale-double/ip-seed when it exists (tests write it to change the
-    addresses), else from /etc/machine-id.
-    """
-    seed_file = os.path.join(STATE_DIR, "ip-seed")
-    try:
-        with open(seed_file if os.path.exists(seed_file) else "/etc/machine-id") as f:
-            seed = f.read().strip()
-    except OSError:
-        seed = socket.gethostname()
-    h = hashlib.sha256(seed.encode()).digest()
-    return [
-        f"100.{64 + h[0] % 64}.{h[1]}.{1 + h[2] % 254}",
-        f"fd7a:115c:a1e0::{h[3]:x}{h[4]:02x}:{h[5]:x}{h[6]:02x}",
-    ]
-
-
-def wait_for_dataplane(logged_in, timeout=3.0):
+def wait_for_dataplane(logged_in: bool, timeout: float = 3.0) -> float | str | None:
     """With the daemon's data plane on: waits until the node's addresses are usable on this machine
-    (logged in) or gone (logged out). Returns the seconds waited, "timeout", or None (data plane off)."""
+    (logged in) or gone (logged out). Returns the seconds waited, "timeout", or None (data plane
+    off)."""
     try:
-        with open(DATAPLANE_CONFIG) as f:
-            if json.load(f).get("dataplane") is not True:
-                return None
+        if read_json(DATAPLANE_CONFIG).get("dataplane") is not True:
+            return None
     except (OSError, ValueError, AttributeError):
         return None
-    try:
-        with open("/proc/sys/net/ipv6/conf/lo/disable_ipv6") as f:
-            ipv6 = f.read().strip() == "0"
-    except OSError:
-        ipv6 = False
+    ipv6 = ipv6_on_lo()
     addresses = [a for a in tailnet_ips() if ipv6 or ":" not in a]
 
-    def usable(address):
+    def usable(address: str) -> bool:
         with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
             try:
                 s.bind((address, 0))
@@ -133,14 +123,19 @@ def wait_for_dataplane(logged_in, timeout=3.0):
 
 
 class Fail(Exception):
-    def __init__(self, message, code=1):
+    """A failed command: its message goes to stderr, its code is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
 
 
-def parse_flags(args, known):
-    """Go `flag` style: -f / --f, --f=v, --f v (non-bool), --f=false (bool). Stops at the first positional."""
-    flags, rest = {}, list(args)
+def parse_flags(args: list[str], known: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Go `flag` style: -f / --f, --f=v, --f v (non-bool), --f=false (bool).
+
+    Stops at the first positional argument."""
+    flags: dict[str, Any] = {}
+    rest = list(args)
     while rest and rest[0].startswith("-") and rest[0] not in ("-", "--"):
         arg = rest.pop(0)
         name, eq, value = arg.lstrip("-").partition("=")
@@ -160,46 +155,37 @@ def parse_flags(args, known):
 
 
 class Double:
-    def __init__(self, argv):
+    def __init__(self, argv: list[str]) -> None:
         self.argv = argv
-        self.record = {"time": round(time.time(), 3), "argv": argv, "stdin_read": False, "key_received": False}
+        self.record: dict[str, Any] = {
+            "time": round(time.time(), 3),
+            "argv": argv,
+            "stdin_read": False,
+            "key_received": False,
+        }
         self.socket = DEFAULT_SOCKET
-        self.state = {}
+        self.state: dict[str, Any] = {}
         self.moves_addresses = False  # up/login/logout: wait for the data plane (if on) afterwards
 
     # -- persistence ------------------------------------------------------------------------
-    def load(self):
-        try:
-            with open(STATE) as f:
-                self.state = json.load(f)
-        except FileNotFoundError:
-            self.state = {}
+    def load(self) -> None:
+        self.state = read_json(STATE) or {}
         self.state.setdefault("logged_in", False)
         self.state.setdefault("want_running", False)
         self.state.setdefault("prefs", {})
         self.state.setdefault("logins", 0)
 
-    def save(self):
-        tmp = STATE + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state, f, indent=1, sort_keys=True)
-        os.replace(tmp, STATE)
+    def save(self) -> None:
+        write_json(STATE, self.state)
 
-    def serve_config(self):
-        try:
-            with open(SERVE) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {}
+    def serve_config(self) -> dict[str, Any]:
+        return read_json(SERVE) or {}
 
-    def save_serve(self, cfg):
-        tmp = SERVE + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(cfg, f, indent=1, sort_keys=True)
-        os.replace(tmp, SERVE)
+    def save_serve(self, cfg: dict[str, Any]) -> None:
+        write_json(SERVE, cfg)
 
     # -- helpers ----------------------------------------------------------------------------
-    def need_daemon(self):
+    def need_daemon(self) -> None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(self.socket)
@@ -211,26 +197,27 @@ class Double:
         finally:
             s.close()
 
-    def backend_state(self):
+    def backend_state(self) -> str:
         if not self.state["logged_in"]:
             return "NeedsLogin"
         return "Running" if self.state["want_running"] else "Stopped"
 
-    def hostname(self):
+    def hostname(self) -> str:
         return self.state["prefs"].get("hostname") or socket.gethostname()
 
-    def tags(self):
+    def tags(self) -> list[str]:
         tags = self.state["prefs"].get("advertise-tags") or ""
         return [t for t in tags.split(",") if t] if self.state["logged_in"] else []
 
-    def ips(self):
+    def ips(self) -> list[str]:
         return tailnet_ips() if self.state["logged_in"] else []
 
-    def dns_name(self):
+    def dns_name(self) -> str:
         return f"{self.hostname().lower()}.{TAILNET}" if self.state["logged_in"] else ""
 
-    def read_key(self, value):
-        """Returns the auth key of --auth-key VALUE; a `file:` value is read from that file (file:/dev/stdin)."""
+    def read_key(self, value: str) -> str:
+        """The auth key of --auth-key VALUE; a `file:` value is read from that file
+        (file:/dev/stdin)."""
         if value.startswith("file:"):
             path = value[len("file:") :]
             if path in ("/dev/stdin", "-"):
@@ -254,14 +241,25 @@ class Double:
         return key
 
     # -- commands ---------------------------------------------------------------------------
-    def cmd_version(self, args):
+    def cmd_version(self, args: list[str]) -> None:
         flags, _ = parse_flags(args, {"json": False, "daemon": False, "upstream": False})
         if flags.get("json"):
-            print(json.dumps({"majorMinorPatch": VERSION, "short": VERSION, "long": VERSION + "-tailscale-double"}))
+            print(
+                json.dumps(
+                    {
+                        "majorMinorPatch": VERSION,
+                        "short": VERSION,
+                        "long": VERSION + "-tailscale-double",
+                    }
+                )
+            )
         else:
-            print(f"{VERSION}\n  tailscale commit: tailscale-double (a test double, not Tailscale)\n  go version: none")
+            print(
+                f"{VERSION}\n  tailscale commit: tailscale-double (a test double, not Tailscale)"
+                "\n  go version: none"
+            )
 
-    def status_json(self):
+    def status_json(self) -> dict[str, Any]:
         ips = self.ips() or None
         self_node = {
             "ID": "nDOUBLE",
@@ -286,7 +284,11 @@ class Double:
             "Self": self_node,
             "Health": [],
             "MagicDNSSuffix": TAILNET,
-            "CurrentTailnet": {"Name": "molecule@example.com", "MagicDNSSuffix": TAILNET, "MagicDNSEnabled": True}
+            "CurrentTailnet": {
+                "Name": "molecule@example.com",
+                "MagicDNSSuffix": TAILNET,
+                "MagicDNSEnabled": True,
+            }
             if self.state["logged_in"]
             else None,
             "CertDomains": [self.dns_name()] if self.state["logged_in"] else None,
@@ -295,9 +297,17 @@ class Double:
             "ClientVersion": None,
         }
 
-    def cmd_status(self, args):
+    def cmd_status(self, args: list[str]) -> None:
         flags, _ = parse_flags(
-            args, {"json": False, "peers": True, "self": True, "active": False, "web": False, "browser": False}
+            args,
+            {
+                "json": False,
+                "peers": True,
+                "self": True,
+                "active": False,
+                "web": False,
+                "browser": False,
+            },
         )
         self.need_daemon()
         if flags.get("json"):
@@ -310,7 +320,7 @@ class Double:
             raise Fail("Tailscale is stopped.")
         print(f"{self.ips()[0]:<15} {self.hostname():<20} tagged-devices linux   -")
 
-    def cmd_ip(self, args):
+    def cmd_ip(self, args: list[str]) -> None:
         flags, rest = parse_flags(args, {"4": False, "6": False, "1": False})
         self.need_daemon()
         if rest:
@@ -326,12 +336,12 @@ class Double:
             ips = ips[:1]
         print("\n".join(ips))
 
-    def apply_prefs(self, flags):
+    def apply_prefs(self, flags: dict[str, Any]) -> None:
         for name in PREFS:
             if name in flags:
                 self.state["prefs"][name] = flags[name]
 
-    def cmd_up(self, args, login=False):
+    def cmd_up(self, args: list[str], login: bool = False) -> None:
         flags, rest = parse_flags(args, {**PREFS, **UP_ACTION_FLAGS})
         if rest:
             raise Fail(f"too many non-flag arguments: {rest}", 2)
@@ -339,7 +349,8 @@ class Double:
         key_value = flags.get("auth-key") or flags.get("authkey")
         key = self.read_key(key_value) if key_value else None
         if not flags.get("reset") and not login:
-            # Like the real CLI: every non-default setting has to be mentioned again (or --reset given).
+            # Like the real CLI: every non-default setting has to be mentioned again (or --reset
+            # given).
             missing = [
                 n
                 for n, v in self.state["prefs"].items()
@@ -353,7 +364,8 @@ class Double:
                 raise Fail(
                     "Error: changing settings via 'tailscale up' requires mentioning all\n"
                     "non-default flags. To proceed, either re-run your command with --reset or\n"
-                    f"use the command below to explicitly mention the current value of\nall non-default settings:\n\n"
+                    "use the command below to explicitly mention the current value of\n"
+                    "all non-default settings:\n\n"
                     f"\ttailscale up {mention} ..."
                 )
         if flags.get("reset"):
@@ -362,7 +374,9 @@ class Double:
         needs_auth = not self.state["logged_in"] or flags.get("force-reauth")
         if needs_auth:
             if not key:
-                raise Fail("\nTo authenticate, visit:\n\n\thttps://login.tailscale.com/a/tailscale-double\n")
+                raise Fail(
+                    "\nTo authenticate, visit:\n\n\thttps://login.tailscale.com/a/tailscale-double\n"
+                )
             self.state["logged_in"] = True
             self.state["logins"] += 1
             self.state["key_sha256"] = self.record["key_sha256"]
@@ -370,19 +384,19 @@ class Double:
         self.record["result_state"] = "Running"
         self.moves_addresses = True
 
-    def cmd_set(self, args):
+    def cmd_set(self, args: list[str]) -> None:
         flags, rest = parse_flags(args, dict(PREFS))
         if rest:
             raise Fail(f"too many non-flag arguments: {rest}", 2)
         self.need_daemon()
         self.apply_prefs(flags)
 
-    def cmd_down(self, args):
+    def cmd_down(self, args: list[str]) -> None:
         parse_flags(args, {"accept-risk": ""})
         self.need_daemon()
         self.state["want_running"] = False
 
-    def cmd_logout(self, args):
+    def cmd_logout(self, args: list[str]) -> None:
         parse_flags(args, {"reason": ""})
         self.need_daemon()
         self.state["logged_in"] = False
@@ -391,7 +405,7 @@ class Double:
         self.save_serve({})
         self.moves_addresses = True
 
-    def cmd_serve(self, args):
+    def cmd_serve(self, args: list[str]) -> None:
         if args and args[0] in ("status", "reset"):
             sub, args = args[0], args[1:]
             flags, _ = parse_flags(args, {"json": False})
@@ -410,13 +424,18 @@ class Double:
                         print(f"|-- {path} proxy {handler.get('Proxy')}")
                 for port, tcp in sorted(cfg.get("TCP", {}).items()):
                     if "TCPForward" in tcp:
-                        print(f"|-- tcp://{self.dns_name()}:{port} (TCP over TLS) -> {tcp['TCPForward']}")
+                        print(
+                            f"|-- tcp://{self.dns_name()}:{port} (TCP over TLS) -> "
+                            f"{tcp['TCPForward']}"
+                        )
             return
         flags, rest = parse_flags(args, dict(SERVE_FLAGS))
         self.need_daemon()
         if len(rest) != 1:
             raise Fail(
-                "usage: tailscale serve [--bg] [--https=PORT|--http=PORT|--tcp=PORT] [--set-path=PATH] TARGET|off", 2
+                "usage: tailscale serve [--bg] [--https=PORT|--http=PORT|--tcp=PORT] "
+                "[--set-path=PATH] TARGET|off",
+                2,
             )
         target = rest[0]
         if self.backend_state() != "Running":
@@ -427,7 +446,9 @@ class Double:
                 "(a provisioning run would hang); use --bg"
             )
         cfg = self.serve_config()
-        kind = next((k for k in ("https", "http", "tcp", "tls-terminated-tcp") if flags.get(k)), "https")
+        kind = next(
+            (k for k in ("https", "http", "tcp", "tls-terminated-tcp") if flags.get(k)), "https"
+        )
         port = str(flags.get(kind) or (443 if kind == "https" else 80))
         path = flags.get("set-path") or "/"
         hostport = f"{self.dns_name()}:{port}"
@@ -445,27 +466,34 @@ class Double:
             if kind in ("tcp", "tls-terminated-tcp"):
                 cfg.setdefault("TCP", {})[port] = {"TCPForward": target.split("://")[-1]}
             else:
-                cfg.setdefault("TCP", {})[port] = {"HTTPS": True} if kind == "https" else {"HTTP": True}
-                cfg.setdefault("Web", {}).setdefault(hostport, {}).setdefault("Handlers", {})[path] = {"Proxy": target}
+                cfg.setdefault("TCP", {})[port] = (
+                    {"HTTPS": True} if kind == "https" else {"HTTP": True}
+                )
+                cfg.setdefault("Web", {}).setdefault(hostport, {}).setdefault("Handlers", {})[
+                    path
+                ] = {"Proxy": target}
         for k in ("TCP", "Web"):
             if k in cfg and not cfg[k]:
                 del cfg[k]
         self.save_serve(cfg)
         if target != "off":
             print(
-                f"Available within your tailnet:\n\nhttps://{self.dns_name()}{'' if port == '443' else ':' + port}{path}\n"
+                "Available within your tailnet:\n\n"
+                f"https://{self.dns_name()}{'' if port == '443' else ':' + port}{path}\n"
             )
             print(f"|-- proxy {target}\n\nServe started and running in the background.")
 
-    def run(self):
+    def run(self) -> None:
         args = list(self.argv[1:])
         while args and args[0].startswith("--socket"):
             arg = args.pop(0)
             self.socket = arg.split("=", 1)[1] if "=" in arg else args.pop(0)
         if not args:
-            raise Fail("usage: tailscale <version|status|ip|up|login|set|down|logout|serve> [flags]", 2)
+            raise Fail(
+                "usage: tailscale <version|status|ip|up|login|set|down|logout|serve> [flags]", 2
+            )
         command, args = args[0], args[1:]
-        handler = {
+        handlers: dict[str, Callable[[list[str]], None]] = {
             "version": self.cmd_version,
             "status": self.cmd_status,
             "ip": self.cmd_ip,
@@ -475,7 +503,8 @@ class Double:
             "down": self.cmd_down,
             "logout": self.cmd_logout,
             "serve": self.cmd_serve,
-        }.get(command)
+        }
+        handler = handlers.get(command)
         if handler is None:
             raise Fail(f"tailscale-double: unknown or unsupported subcommand {command!r}", 2)
         handler(args)
@@ -485,7 +514,7 @@ class Double:
 READ_ONLY_COMMANDS = ("version", "ip", "status")
 
 
-def run_unrecorded(double):
+def run_unrecorded(double: Double) -> int:
     """A caller that cannot write the state directory (a sandboxed service, ProtectSystem=strict,
     such as snapshot-stream-tailnet-watch.service) still gets answers to read-only commands, like
     from the real CLI; such calls are not in calls.jsonl."""
@@ -498,7 +527,7 @@ def run_unrecorded(double):
     return 0
 
 
-def main():
+def main() -> int:
     double = Double(sys.argv)
     code = 0
     try:
@@ -515,7 +544,9 @@ def main():
         try:
             double.run()
             double.save()
-            waited = wait_for_dataplane(double.state["logged_in"]) if double.moves_addresses else None
+            waited = (
+                wait_for_dataplane(double.state["logged_in"]) if double.moves_addresses else None
+            )
             if waited is not None:
                 double.record["dataplane_wait"] = waited
         except Fail as e:
@@ -526,7 +557,3 @@ def main():
         with open(CALLS, "a") as f:
             f.write(json.dumps(double.record) + "\n")
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,37 +1,40 @@
-#!/usr/bin/python3
-"""tailscaled-double: a TEST DOUBLE of tailscaled for the Molecule scenarios. It is NOT Tailscale.
+"""The tailscaled double (/usr/sbin/tailscaled) for the Molecule scenarios. It is NOT Tailscale.
 
-Control plane (always): it only listens on the local API socket (default /run/tailscale/tailscaled.sock)
-so that the `tailscale` double can tell whether "the daemon" runs, tells systemd READY=1 (Type=notify
-like the real unit) and exits on SIGTERM. Every start is appended to /var/lib/tailscale-double/daemon.jsonl
-(argv verbatim). Without the data-plane file below, `--cleanup` (the real unit's ExecStopPost) does
-nothing and the double touches no network at all.
+Control plane (always): it only listens on the local API socket (default
+/run/tailscale/tailscaled.sock) so that the `tailscale` double can tell whether "the daemon"
+runs, tells systemd READY=1 (Type=notify like the real unit) and exits on SIGTERM. Every start is
+appended to /var/lib/tailscale-double/daemon.jsonl (argv verbatim). Without the data-plane file
+below, `--cleanup` (the real unit's ExecStopPost) does nothing and the double touches no network
+at all.
 
-Data plane (opt-in per container: /etc/tailscale-double.json is {"dataplane": true, "ingress_ports":
-[9001, 8443]}, re-read on every reconcile tick, every 0.5 s). It emulates, on ONE machine and without
-any VPN, what a tailnet peer would see of this node:
+Data plane (opt-in per container: /etc/tailscale-double.json is {"dataplane": true,
+"ingress_ports": [9001, 8443]}, re-read on every reconcile tick, every 0.5 s). It emulates, on
+ONE machine and without any VPN, what a tailnet peer would see of this node:
   - the node's Tailscale addresses: while the node is logged in (state.json "logged_in"), the
-    addresses `tailscale ip` prints are on `lo` (v4 /32, v6 /128), where real tailscaled puts them on
-    tailscale0; other addresses of the Tailscale ranges on lo are removed (after a logout, or after the
-    addresses changed: see /var/lib/tailscale-double/ip-seed in tailnet_ips()). `--cleanup` removes
-    them too, like the real cleanup removes tailscale0. Needs `ip` (iproute2) and CAP_NET_ADMIN.
-  - traffic arriving over the tailnet ("ingress"): for each port in ingress_ports, a listener on each
-    of the container's own IPv4 addresses (eth0's, never 0.0.0.0, never lo or tailnet ones) relays each
-    TCP connection byte for byte to (the node's Tailscale IPv4, same port); ports published by Docker
-    thus reach what binds the Tailscale address. When the node is not logged in, it accepts and closes.
-  - `tailscale serve` (serve.json "Web" entries with a "/" handler proxying to http://HOST:PORT): a TLS
-    listener on the node's Tailscale IPv4 at the served port, with a self-signed certificate for the
-    served DNS name (<hostname>.tail-double.ts.net, made once with the openssl CLI and kept in
-    /var/lib/tailscale-double/), relaying the decrypted bytes to the target. It is a byte relay, not an
-    HTTP reverse proxy: no X-Forwarded-*/Tailscale-* headers, no path routing, HTTP/1.1 only, and a 502
-    answer when the target refuses. "TCP" forwards (serve --tcp) are not emulated.
-A listener added or removed, and every failure, is logged (once per distinct failure); nothing in the
-data plane can stop the daemon.
+    addresses `tailscale ip` prints are on `lo` (v4 /32, v6 /128), where real tailscaled puts
+    them on tailscale0; other addresses of the Tailscale ranges on lo are removed (after a
+    logout, or after the addresses changed: see common.tailnet_ips()). `--cleanup` removes them
+    too, like the real cleanup removes tailscale0. Needs `ip` (iproute2) and CAP_NET_ADMIN.
+  - traffic arriving over the tailnet ("ingress"): for each port in ingress_ports, a listener on
+    each of the container's own IPv4 addresses (eth0's, never 0.0.0.0, never lo or tailnet ones)
+    relays each TCP connection byte for byte to (the node's Tailscale IPv4, same port); ports
+    published by Docker thus reach what binds the Tailscale address. When the node is not logged
+    in, it accepts and closes.
+  - `tailscale serve` (serve.json "Web" entries with a "/" handler proxying to
+    http://HOST:PORT): a TLS listener on the node's Tailscale IPv4 at the served port, with a
+    self-signed certificate for the served DNS name (<hostname>.tail-double.ts.net, made once
+    with the openssl CLI and kept in /var/lib/tailscale-double/), relaying the decrypted bytes to
+    the target. It is a byte relay, not an HTTP reverse proxy: no X-Forwarded-*/Tailscale-*
+    headers, no path routing, HTTP/1.1 only, and a 502 answer when the target refuses. "TCP"
+    forwards (serve --tcp) are not emulated.
+A listener added or removed, and every failure, is logged (once per distinct failure); nothing in
+the data plane can stop the daemon.
 """
+
+from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import ipaddress
 import json
 import os
@@ -45,40 +48,31 @@ import threading
 import time
 import traceback
 import urllib.parse
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
-STATE_DIR = os.environ.get("TAILSCALE_DOUBLE_DIR", "/var/lib/tailscale-double")
-CONFIG = os.environ.get("TAILSCALE_DOUBLE_CONFIG", "/etc/tailscale-double.json")
+from .common import DATAPLANE_CONFIG as CONFIG
+from .common import SERVE, STATE, STATE_DIR, ipv6_on_lo, read_json, tailnet_ips
+
+# One connection's handler; a listener's wanted entry: (description, address, port, make handler).
+Handler = Callable[[socket.socket], None]
+Wanted = dict[tuple[Any, ...], tuple[str, str, int, Callable[[], Handler]]]
+TLS = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]
 TICK = 0.5  # seconds between two reconciles of the data plane
 TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 CHUNK = 65536
-MAX_BUFFERED = 256 * 1024  # per direction and connection: stop reading while this much waits to be sent
+MAX_BUFFERED = (
+    256 * 1024
+)  # per direction and connection: stop reading while this much waits to be sent
 
 
-def log(message):
+def log(message: str) -> None:
     print(f"tailscaled-double: {message}", flush=True)
 
 
-def tailnet_ips():
-    """The node's Tailscale addresses [v4, v6]. SAME CODE as tailnet_ips() in the `tailscale` double.
-
-    Derived from /var/lib/tailscale-double/ip-seed when it exists (tests write it to change the
-    addresses), else from /etc/machine-id.
-    """
-    seed_file = os.path.join(STATE_DIR, "ip-seed")
-    try:
-        with open(seed_file if os.path.exists(seed_file) else "/etc/machine-id") as f:
-            seed = f.read().strip()
-    except OSError:
-        seed = socket.gethostname()
-    h = hashlib.sha256(seed.encode()).digest()
-    return [
-        f"100.{64 + h[0] % 64}.{h[1]}.{1 + h[2] % 254}",
-        f"fd7a:115c:a1e0::{h[3]:x}{h[4]:02x}:{h[5]:x}{h[6]:02x}",
-    ]
-
-
-def notify(message):
+def notify(message: str) -> None:
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return
@@ -88,22 +82,15 @@ def notify(message):
         s.sendto(message.encode(), path)
 
 
-def read_json(path):
-    """The parsed file, or None when it does not exist."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-
-
-def close_quietly(*socks, reset=False):
+def close_quietly(*socks: socket.socket | None, reset: bool = False) -> None:
     for s in socks:
         if s is None:
             continue
         try:
             if reset:  # RST instead of FIN, like a refused or aborted connection
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             s.close()
         except OSError:
             pass
@@ -115,15 +102,18 @@ def close_quietly(*socks, reset=False):
 class Relay:
     """Copies bytes both ways between a client and an upstream socket, in one thread (poll loop).
 
-    With `tls` (what tls_handshake() returns) the client side speaks TLS, terminated here with in-memory
-    BIOs, so that one thread owns the TLS object (an SSLSocket must not be read and written from two
-    threads at once).
+    With `tls` (what tls_handshake() returns) the client side speaks TLS, terminated here with
+    in-memory BIOs, so that one thread owns the TLS object (an SSLSocket must not be read and
+    written from two threads at once).
     Half-close is passed on: the client's end of stream becomes a shutdown(SHUT_WR) of the upstream
-    socket once everything before it was sent, and the other way round (with a TLS close_notify first).
+    socket once everything before it was sent, and the other way round (with a TLS close_notify
+    first).
     Any error, e.g. a reset by either side or a client that went away, closes both sockets.
     """
 
-    def __init__(self, client, upstream, tls=None):
+    def __init__(
+        self, client: socket.socket, upstream: socket.socket, tls: TLS | None = None
+    ) -> None:
         self.client, self.upstream = client, upstream
         self.tls = tls  # (SSLObject, incoming MemoryBIO, outgoing MemoryBIO) after the handshake
         self.to_upstream = bytearray()  # plaintext
@@ -132,7 +122,7 @@ class Relay:
         self.client_shut = self.upstream_shut = False  # write side shut down by us
         self.tls_closed = False
 
-    def run(self):
+    def run(self) -> None:
         try:
             self.client.setblocking(False)
             self.upstream.setblocking(False)
@@ -147,11 +137,15 @@ class Relay:
             return
         close_quietly(self.client, self.upstream)
 
-    def step(self):
+    def step(self) -> None:
         want = {
-            self.client: (select.POLLIN if not self.client_eof and len(self.to_upstream) < MAX_BUFFERED else 0)
+            self.client: (
+                select.POLLIN if not self.client_eof and len(self.to_upstream) < MAX_BUFFERED else 0
+            )
             | (select.POLLOUT if self.to_client else 0),
-            self.upstream: (select.POLLIN if not self.upstream_eof and len(self.to_client) < MAX_BUFFERED else 0)
+            self.upstream: (
+                select.POLLIN if not self.upstream_eof and len(self.to_client) < MAX_BUFFERED else 0
+            )
             | (select.POLLOUT if self.to_upstream else 0),
         }
         if not any(want.values()):  # cannot happen while a direction is open; never wait forever
@@ -172,7 +166,7 @@ class Relay:
                     del buf[: sock.send(buf)]
         self.pass_on_end_of_stream()
 
-    def read_client(self):
+    def read_client(self) -> None:
         try:
             data = self.client.recv(CHUNK)
         except BlockingIOError:
@@ -189,8 +183,9 @@ class Relay:
             self.client_eof = True
         self.decrypt_from_client()
 
-    def decrypt_from_client(self):
-        """Everything the incoming BIO holds, decrypted into to_upstream (and TLS answers to to_client)."""
+    def decrypt_from_client(self) -> None:
+        """Everything the incoming BIO holds, decrypted into to_upstream (and TLS answers to
+        to_client)."""
         tls, _, outgoing = self.tls
         while True:
             try:
@@ -206,7 +201,7 @@ class Relay:
             self.to_upstream += plain
         self.to_client += outgoing.read()
 
-    def read_upstream(self):
+    def read_upstream(self) -> None:
         try:
             data = self.upstream.recv(CHUNK)
         except BlockingIOError:
@@ -220,7 +215,7 @@ class Relay:
             tls.write(data)
             self.to_client += outgoing.read()
 
-    def pass_on_end_of_stream(self):
+    def pass_on_end_of_stream(self) -> None:
         if self.client_eof and not self.to_upstream and not self.upstream_shut:
             self.upstream.shutdown(socket.SHUT_WR)
             self.upstream_shut = True
@@ -237,7 +232,7 @@ class Relay:
                 self.client_shut = True
 
 
-def tls_handshake(client, context, timeout=10):
+def tls_handshake(client: socket.socket, context: ssl.SSLContext, timeout: float = 10) -> TLS:
     """Server-side TLS handshake over in-memory BIOs; returns (SSLObject, incoming, outgoing)."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_side=True)
@@ -255,7 +250,7 @@ def tls_handshake(client, context, timeout=10):
             incoming.write(data)
 
 
-def connect(address, timeout=5):
+def connect(address: tuple[str, int], timeout: float = 5) -> socket.socket:
     sock = socket.create_connection(address, timeout=timeout)
     sock.settimeout(None)
     return sock
@@ -265,9 +260,10 @@ def connect(address, timeout=5):
 
 
 class Listener:
-    """A TCP listening socket with its accept thread; each accepted connection gets its own thread."""
+    """A TCP listening socket with its accept thread; each accepted connection gets its own
+    thread."""
 
-    def __init__(self, description, address, port, handle):
+    def __init__(self, description: str, address: str, port: int, handle: Handler) -> None:
         self.description, self.handle = description, handle
         self.stopping = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -281,7 +277,7 @@ class Listener:
         self.thread = threading.Thread(target=self.accept_loop, name=description, daemon=True)
         self.thread.start()
 
-    def accept_loop(self):
+    def accept_loop(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
@@ -294,14 +290,14 @@ class Listener:
             threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
         self.sock.close()
 
-    def serve_one(self, conn):
+    def serve_one(self, conn: socket.socket) -> None:
         try:
             self.handle(conn)
         except Exception as e:  # one connection's trouble must not reach the accept loop
             log(f"{self.description}: connection failed: {e!r}")
             close_quietly(conn)
 
-    def close(self):
+    def close(self) -> None:
         """Stops accepting at once (shutdown wakes the blocked accept); open connections go on."""
         self.stopping = True
         with contextlib.suppress(OSError):
@@ -313,7 +309,7 @@ class Listener:
 
 
 class DataPlane:
-    def __init__(self):
+    def __init__(self) -> None:
         self.enabled = False  # the config file said so at the last tick
         self.tailnet_v4 = None  # where ingress relays to; None while not logged in
         self.listeners = {}  # key (tuple) -> Listener
@@ -321,27 +317,29 @@ class DataPlane:
         self.contexts = {}  # served DNS name -> SSLContext
 
     # logging of failures, once per distinct message
-    def problem(self, what, message):
+    def problem(self, what: object, message: str) -> None:
         if self.problems.get(what) != message:
             self.problems[what] = message
             log(message)
 
-    def solved(self, what):
+    def solved(self, what: object) -> None:
         self.problems.pop(what, None)
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         while True:
             self.safe_tick()
             time.sleep(TICK)
 
-    def safe_tick(self):
+    def safe_tick(self) -> None:
         try:
             self.tick()
             self.solved("tick")
         except Exception:
-            self.problem("tick", "data plane reconcile failed (retrying):\n" + traceback.format_exc())
+            self.problem(
+                "tick", "data plane reconcile failed (retrying):\n" + traceback.format_exc()
+            )
 
-    def read_config(self):
+    def read_config(self) -> dict[str, Any] | None:
         try:
             cfg = read_json(CONFIG)
         except (OSError, ValueError) as e:
@@ -354,12 +352,14 @@ class DataPlane:
             return None
         ports = cfg.get("ingress_ports", [])
         if not isinstance(ports, list) or not all(type(p) is int and 0 < p < 65536 for p in ports):
-            self.problem("config", f"{CONFIG}: ingress_ports must be a list of TCP ports, data plane off")
+            self.problem(
+                "config", f"{CONFIG}: ingress_ports must be a list of TCP ports, data plane off"
+            )
             return None
         self.solved("config")
         return cfg if cfg.get("dataplane") is True else None
 
-    def tick(self):
+    def tick(self) -> None:
         cfg = self.read_config()
         if cfg is None:
             if self.enabled:  # switched off while running: undo what it did
@@ -372,7 +372,7 @@ class DataPlane:
         if not self.enabled:
             log(f"data plane on ({CONFIG}): ingress ports {cfg.get('ingress_ports', [])}")
             self.enabled = True
-        state = read_json(os.path.join(STATE_DIR, "state.json")) or {}
+        state = read_json(STATE) or {}
         ips = tailnet_ips() if state.get("logged_in") else []
         v4_ok = self.set_lo_addresses(ips)
         self.tailnet_v4 = ips[0] if ips and v4_ok else None
@@ -390,7 +390,7 @@ class DataPlane:
         self.set_listeners(wanted)
 
     # addresses on lo
-    def ip(self, *args):
+    def ip(self, *args: str) -> str | None:
         """Runs `ip ARGS`; returns its stdout, or None after logging a failure (once)."""
         what = "ip " + " ".join(args)
         try:
@@ -408,20 +408,19 @@ class DataPlane:
         self.solved(what)
         return done.stdout
 
-    def ipv6_enabled(self):
-        try:
-            with open("/proc/sys/net/ipv6/conf/lo/disable_ipv6") as f:
-                enabled = f.read().strip() == "0"
-        except OSError:
-            enabled = False
+    def ipv6_enabled(self) -> bool:
+        enabled = ipv6_on_lo()
         if enabled:
             self.solved("ipv6")
         else:
-            self.problem("ipv6", "IPv6 is disabled on lo: the node's Tailscale IPv6 address is left out")
+            self.problem(
+                "ipv6", "IPv6 is disabled on lo: the node's Tailscale IPv6 address is left out"
+            )
         return enabled
 
-    def set_lo_addresses(self, ips):
-        """Puts exactly `ips` of the Tailscale ranges on lo; returns whether the IPv4 one is there."""
+    def set_lo_addresses(self, ips: list[str]) -> bool:
+        """Puts exactly `ips` of the Tailscale ranges on lo; returns whether the IPv4 one is
+        there."""
         shown = self.ip("-o", "addr", "show", "dev", "lo")
         if shown is None:
             return False
@@ -437,19 +436,26 @@ class DataPlane:
         if any(a.version == 6 for a in wanted) and not self.ipv6_enabled():
             wanted = {a for a in wanted if a.version == 4}
         for address in sorted(present - wanted, key=str):
-            if self.ip("addr", "del", f"{address}/{address.max_prefixlen}", "dev", "lo") is not None:
+            if (
+                self.ip("addr", "del", f"{address}/{address.max_prefixlen}", "dev", "lo")
+                is not None
+            ):
                 log(f"removed {address} from lo")
         v4_ok = True
         for address in sorted(wanted - present, key=str):
             extra = ["nodad"] if address.version == 6 else []  # usable at once, never "tentative"
-            if self.ip("addr", "add", f"{address}/{address.max_prefixlen}", "dev", "lo", *extra) is not None:
+            if (
+                self.ip("addr", "add", f"{address}/{address.max_prefixlen}", "dev", "lo", *extra)
+                is not None
+            ):
                 log(f"added {address} to lo")
             elif address.version == 4:
                 v4_ok = False
         return v4_ok
 
-    def own_ipv4_addresses(self):
-        """The container's IPv4 addresses where "tailnet traffic" arrives: not lo, not Tailscale ones."""
+    def own_ipv4_addresses(self) -> list[str]:
+        """The container's IPv4 addresses where "tailnet traffic" arrives: not lo, not Tailscale
+        ones."""
         shown = self.ip("-4", "-o", "addr", "show", "scope", "global")
         addresses = []
         for line in (shown or "").splitlines():
@@ -462,8 +468,9 @@ class DataPlane:
         return addresses
 
     # listeners
-    def set_listeners(self, wanted):
-        """wanted: key -> (description, address, port, make_handler). Closes the others, opens the missing.
+    def set_listeners(self, wanted: Wanted) -> None:
+        """wanted: key -> (description, address, port, make_handler). Closes the others, opens
+        the missing.
 
         make_handler() returns the function given each accepted connection; it is only called for a
         listener about to be opened.
@@ -483,8 +490,9 @@ class DataPlane:
             self.solved(("listen", key))
             log(f"listener added: {description}")
 
-    def relay_ingress(self, port, conn):
-        """One connection "arriving over the tailnet": relayed to the node's Tailscale IPv4, same port."""
+    def relay_ingress(self, port: int, conn: socket.socket) -> None:
+        """One connection "arriving over the tailnet": relayed to the node's Tailscale IPv4, same
+        port."""
         target = self.tailnet_v4
         if target is None:  # not logged in: nothing answers on the tailnet
             close_quietly(conn)
@@ -496,10 +504,11 @@ class DataPlane:
             return
         Relay(conn, upstream).run()
 
-    def serve_listeners(self, tailnet_v4):
-        """The TLS listeners serve.json asks for, keyed so that any change of target makes a new one."""
+    def serve_listeners(self, tailnet_v4: str) -> Wanted:
+        """The TLS listeners serve.json asks for, keyed so that any change of target makes a new
+        one."""
         wanted = {}
-        serve = read_json(os.path.join(STATE_DIR, "serve.json")) or {}
+        serve = read_json(SERVE) or {}
         for hostport, web in sorted(serve.get("Web", {}).items()):
             host, _, port = hostport.rpartition(":")
             handlers = web.get("Handlers", {})
@@ -513,7 +522,8 @@ class DataPlane:
             ):
                 self.problem(
                     ("serve", hostport),
-                    f"serve {hostport}: only a '/' proxy to http://HOST:PORT is emulated, skipped: {handlers}",
+                    f"serve {hostport}: only a '/' proxy to http://HOST:PORT is emulated, "
+                    f"skipped: {handlers}",
                 )
                 continue
             self.solved(("serve", hostport))
@@ -523,15 +533,23 @@ class DataPlane:
                 tailnet_v4,
                 int(port),
                 # the certificate is made before listening: a failure there means no listener
-                lambda host=host, target=target: functools.partial(self.relay_serve, self.tls_context(host), target),
+                lambda host=host, target=target: functools.partial(
+                    self.relay_serve, self.tls_context(host), target
+                ),
             )
         for port, tcp in serve.get("TCP", {}).items():
             if "TCPForward" in tcp:
-                self.problem(("serve-tcp", port), f"serve --tcp={port} is not emulated by the double, skipped")
+                self.problem(
+                    ("serve-tcp", port),
+                    f"serve --tcp={port} is not emulated by the double, skipped",
+                )
         return wanted
 
-    def relay_serve(self, context, target, conn):
-        """One connection to a served port: TLS terminated here, the plaintext relayed to the target."""
+    def relay_serve(
+        self, context: ssl.SSLContext, target: tuple[str, int], conn: socket.socket
+    ) -> None:
+        """One connection to a served port: TLS terminated here, the plaintext relayed to the
+        target."""
         try:
             tls = tls_handshake(conn, context)
         except (OSError, ssl.SSLError, ConnectionError):
@@ -541,7 +559,9 @@ class DataPlane:
             upstream = connect(target)
         except OSError:  # like tailscale serve: 502 when the target does not answer
             tls_object, _, outgoing = tls
-            tls_object.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            tls_object.write(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             with contextlib.suppress(ssl.SSLError):
                 tls_object.unwrap()
             with contextlib.suppress(OSError):
@@ -551,19 +571,38 @@ class DataPlane:
         conn.settimeout(None)
         Relay(conn, upstream, tls).run()
 
-    def tls_context(self, host):
-        """A server SSLContext with the self-signed certificate of `host`, made once with openssl."""
+    def tls_context(self, host: str) -> ssl.SSLContext:
+        """A server SSLContext with the self-signed certificate of `host`, made once with
+        openssl."""
         if host in self.contexts:
             return self.contexts[host]
         cert = os.path.join(STATE_DIR, f"serve-{host}.crt")
         key = os.path.join(STATE_DIR, f"serve-{host}.key")
         if not (os.path.exists(cert) and os.path.exists(key)):
-            command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-            command += ["-nodes", "-days", "3650", "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}"]
+            command = [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ]
+            command += [
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                f"/CN={host}",
+                "-addext",
+                f"subjectAltName=DNS:{host}",
+            ]
             command += ["-keyout", key + ".tmp", "-out", cert + ".tmp"]
             done = subprocess.run(command, capture_output=True, text=True, timeout=60)
             if done.returncode != 0:
-                raise OSError(f"openssl could not make the certificate of {host}: {done.stderr.strip()}")
+                raise OSError(
+                    f"openssl could not make the certificate of {host}: {done.stderr.strip()}"
+                )
             os.chmod(key + ".tmp", 0o600)
             os.replace(key + ".tmp", key)
             os.replace(cert + ".tmp", cert)
@@ -575,14 +614,14 @@ class DataPlane:
         return context
 
 
-def cleanup():
+def cleanup() -> None:
     """ExecStopPost: like the real cleanup removing tailscale0, the Tailscale addresses leave lo."""
     plane = DataPlane()
     if plane.read_config() is not None:
         plane.set_lo_addresses([])
 
 
-def main():
+def main() -> int:
     args = sys.argv[1:]
     if "--cleanup" in args:
         cleanup()
@@ -595,7 +634,9 @@ def main():
             sock_path = args[i + 1]
     os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
     with open(os.path.join(STATE_DIR, "daemon.jsonl"), "a") as f:
-        f.write(json.dumps({"time": round(time.time(), 3), "argv": sys.argv, "pid": os.getpid()}) + "\n")
+        f.write(
+            json.dumps({"time": round(time.time(), 3), "argv": sys.argv, "pid": os.getpid()}) + "\n"
+        )
     os.makedirs(os.path.dirname(sock_path), exist_ok=True)
     if os.path.exists(sock_path):
         os.unlink(sock_path)
@@ -603,7 +644,7 @@ def main():
     server.bind(sock_path)
     server.listen(16)
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> None:
         server.close()
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -625,7 +666,3 @@ def main():
         except OSError:
             continue
         conn.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
