@@ -240,7 +240,7 @@ class Option:
 
     @property
     def shown_default(self) -> str:
-        if self.default is None:
+        if self.default is None or self.default == ():
             return "unset"
         if callable(self.default):
             return "the host name" if self.default is default_name else "computed"
@@ -252,7 +252,7 @@ class Option:
     def help_text(self) -> str:
         """The --help line: what it is, what it takes and its default."""
         parts = [] if self.is_bool else [self.parse.allowed]
-        if self.default not in (None, ()) and not self.is_bool:
+        if self.default is not None and self.default != () and not self.is_bool:
             parts.append(f"default {self.shown_default}")
         if self.ignored_with:
             parts.append(f"ignored with --{self.ignored_with.replace('_', '-')}")
