@@ -78,6 +78,16 @@ def test_extra_env_merges_key_by_key():
     }
 
 
+def test_controls_merge_key_by_key_into_one_variable():
+    cam = one(
+        {"name": "a", "controls": {"focus_absolute": 40, "power_line_frequency": "50 Hz"}},
+        defaults={"controls": {"focus_automatic_continuous": False, "focus_absolute": 0}},
+    )
+    assert cam["env"]["SNAPSHOT_STREAM_CONTROLS"] == (
+        "focus_automatic_continuous=false,focus_absolute=40,power_line_frequency=50 Hz"
+    )
+
+
 def test_unset_values_are_not_written():
     cam = one({"name": "a", "fps": None, "host": "", "allow": []})
     assert set(cam["env"]) == {"SNAPSHOT_STREAM_NAME", "SNAPSHOT_STREAM_PORT"}
@@ -175,6 +185,8 @@ def problems(cameras, **kw):
         ({"name": "a", "fps": 5, "extra_env": {"SNAPSHOT_STREAM_FPS": 9}}, "use fps"),
         ({"name": "a", "device": "it's"}, "SNAPSHOT_STREAM_DEVICE must not hold a single quote"),
         ({"name": "a", "extra_env": {"X": "a\nb"}}, "X must not hold a single quote or a line"),
+        ({"name": "a", "controls": {"Focus": 1}}, "controls must name controls in lower case"),
+        ({"name": "a", "controls": {"gain": "1,2"}}, "controls must be NAME=VALUE pairs"),
     ],
 )
 def test_each_problem_is_one_clear_line(camera, expected):
@@ -480,6 +492,7 @@ ANSIBLE_TYPES = {
     "Seconds": "float",
     "Boolean": "bool",
     "Text": "str",
+    "Controls": "dict",  # {name: value} in the inventory, name=value,... for the app
 }
 
 

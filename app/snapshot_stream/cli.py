@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MJPEG snapshot streamer for USB cameras. Every flag can also be set with "
         "the environment variable SNAPSHOT_STREAM_<FLAG> (e.g. SNAPSHOT_STREAM_FPS); "
         "flags win. Subcommands: `snapshot-stream hash-password`, "
-        "`snapshot-stream check-env FILE`.",
+        "`snapshot-stream check-env FILE`, `snapshot-stream controls DEVICE`.",
     )
     for opt in OPTIONS:
         if opt.is_bool:
@@ -160,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hash_password_main(args[1:])
     if args and args[0] == "check-env":
         return check_env_main(args[1:])
+    if args and args[0] == "controls":
+        from .controls import controls_main
+
+        return controls_main(args[1:], PROG)
     config = parse_config(args)
     from .server import configure_logging, run
 

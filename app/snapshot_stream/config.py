@@ -39,6 +39,8 @@ class Config:
     # (an IPv6 /64 counts as one address).
     max_connections: int = default("max_connections")
     max_per_address: int = default("max_per_address")
+    # (name, value) pairs, applied on every open of a V4L2 camera (snapshot_stream.controls).
+    controls: tuple[tuple[str, str], ...] = default("controls")
 
     @property
     def hosts(self) -> list[str]:

@@ -17,7 +17,7 @@ import time
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
-from .errors import SourceError
+from .errors import NotMjpeg, SourceError
 from .jpeg import trim
 from .logtext import redact_url
 
@@ -130,7 +130,7 @@ class MjpegReader:
             raise SourceError(f"HTTP {resp.status} from {self._safe_url}")
         raw_type = resp.getheader("Content-Type", "").strip()
         if resp.headers.get_content_type() != "multipart/x-mixed-replace" or not raw_type:
-            raise SourceError(f"not an MJPEG stream: {raw_type or 'no Content-Type'}")
+            raise NotMjpeg(f"not an MJPEG stream: {raw_type or 'no Content-Type'}")
         boundary = resp.headers.get_param("boundary")  # unquotes "..." for us
         if isinstance(boundary, str) and boundary.strip():
             self._boundary = boundary.strip().encode("latin-1", "replace")
