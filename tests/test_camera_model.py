@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from types import ModuleType
 
 import pytest
 import yaml
+
+from tools import ansible_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "roles" / "snapshot_stream_common" / "filter_plugins" / "camera_model.py"
@@ -75,6 +76,16 @@ def test_extra_env_merges_key_by_key():
         "B": "false",
         "C": "3",
     }
+
+
+def test_controls_merge_key_by_key_into_one_variable():
+    cam = one(
+        {"name": "a", "controls": {"focus_absolute": 40, "power_line_frequency": "50 Hz"}},
+        defaults={"controls": {"focus_automatic_continuous": False, "focus_absolute": 0}},
+    )
+    assert cam["env"]["SNAPSHOT_STREAM_CONTROLS"] == (
+        "focus_automatic_continuous=false,focus_absolute=40,power_line_frequency=50 Hz"
+    )
 
 
 def test_unset_values_are_not_written():
@@ -174,6 +185,8 @@ def problems(cameras, **kw):
         ({"name": "a", "fps": 5, "extra_env": {"SNAPSHOT_STREAM_FPS": 9}}, "use fps"),
         ({"name": "a", "device": "it's"}, "SNAPSHOT_STREAM_DEVICE must not hold a single quote"),
         ({"name": "a", "extra_env": {"X": "a\nb"}}, "X must not hold a single quote or a line"),
+        ({"name": "a", "controls": {"Focus": 1}}, "controls must name controls in lower case"),
+        ({"name": "a", "controls": {"gain": "1,2"}}, "controls must be NAME=VALUE pairs"),
     ],
 )
 def test_each_problem_is_one_clear_line(camera, expected):
@@ -257,14 +270,6 @@ def _app_error(tmp_path: Path, key: str, value: object) -> str:
     return match.group(1)  # "must be ... (got ...)"
 
 
-def _ansible_playbook() -> str:
-    local = Path(sys.executable).parent / "ansible-playbook"
-    found = str(local) if local.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found (install requirements-dev.txt)")
-    return found
-
-
 @pytest.mark.timeout(300)
 def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_path):
     # One host per bad value (plus a good one), all on this machine: the role's check comes
@@ -317,7 +322,7 @@ def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_p
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",
     )
     r = subprocess.run(
-        [_ansible_playbook(), "-i", str(inventory), str(playbook)],
+        [ansible_playbook(), "-i", str(inventory), str(playbook)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -487,6 +492,7 @@ ANSIBLE_TYPES = {
     "Seconds": "float",
     "Boolean": "bool",
     "Text": "str",
+    "Controls": "dict",  # {name: value} in the inventory, name=value,... for the app
 }
 
 

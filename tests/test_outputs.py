@@ -11,15 +11,15 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tools import ansible_playbook
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,14 +88,6 @@ EXPECTED = [
 ]
 
 
-def _ansible_playbook() -> str:
-    local = Path(sys.executable).parent / "ansible-playbook"
-    found = str(local) if local.exists() else shutil.which("ansible-playbook")
-    if not found:
-        pytest.fail("ansible-playbook not found (install requirements-dev.txt)")
-    return found
-
-
 def run_outputs(
     out_dir: Path, *extra: str, inventory: Path = INVENTORY, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -111,7 +103,7 @@ def run_outputs(
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
     )
     cmd = [
-        _ansible_playbook(),
+        ansible_playbook(),
         "-i",
         str(inventory),
         str(PLAYBOOK),

@@ -16,10 +16,12 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from .logtext import log_safe
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +66,6 @@ _SPLIT_RE = re.compile(r"[,\s]+")
 def hash_password(password: str) -> str:
     """Return a werkzeug-format hash of ``password`` (``pbkdf2:sha256:600000$salt$hex``)."""
     return generate_password_hash(password, method=PBKDF2_METHOD)
-
-
-def log_safe(text: str, limit: int = 64) -> str:
-    """Client-supplied text made safe for one log line (no newlines, bounded length).
-
-    Public so the web layer can apply it to request paths in its own refusal lines."""
-    shown = text[:limit].encode("unicode_escape").decode("ascii").replace("'", "\\'")
-    return shown + ("..." if len(text) > limit else "")
 
 
 def _validate_hash(password_hash: str) -> None:
@@ -119,6 +113,15 @@ class AuthResult:
 
     ok: bool
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """Credentials not seen before: the slow verification is still to be done."""
+
+    key: bytes
+    user: str
+    password: str = field(repr=False)
 
 
 def parse_basic(authorization: str | None) -> tuple[str, str] | None:
@@ -199,24 +202,38 @@ class BasicAuth:
 
     def authenticate(self, authorization: str | None) -> AuthResult:
         """Like :meth:`check`, with a reason for the log when refused."""
+        found = self.lookup(authorization)
+        if isinstance(found, AuthResult):
+            return found
+        with self._verify_lock:
+            return self.verify(found)
+
+    def lookup(self, authorization: str | None) -> AuthResult | PendingCheck:
+        """The outcome if it costs nothing (no header, malformed, cached), else what to verify."""
         if not authorization or not authorization.strip():
             return AuthResult(False, "missing credentials")
         parsed = parse_basic(authorization)
         if parsed is None:
             return AuthResult(False, "malformed Authorization header")
         user, password = parsed
-        refused = AuthResult(False, f"bad credentials for user '{log_safe(user)}'")
         key = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
         cached = self._cached(key)
-        if cached is not None:
-            return AuthResult(True) if cached else refused
-        with self._verify_lock:
-            cached = self._cached(key)  # another thread may have just verified the same header
-            if cached is None:
-                cached = self._verify(user, password)
-                with self._lock:
-                    (self._good if cached else self._bad).add(key)
-        return AuthResult(True) if cached else refused
+        if cached is None:
+            return PendingCheck(key, user, password)
+        return AuthResult(True) if cached else self._refused(user)
+
+    def verify(self, pending: PendingCheck) -> AuthResult:
+        """Run the slow check (unless another caller just did) and cache its outcome."""
+        cached = self._cached(pending.key)
+        if cached is None:
+            cached = self._verify(pending.user, pending.password)
+            with self._lock:
+                (self._good if cached else self._bad).add(pending.key)
+        return AuthResult(True) if cached else self._refused(pending.user)
+
+    @staticmethod
+    def _refused(user: str) -> AuthResult:
+        return AuthResult(False, f"bad credentials for user '{log_safe(user)}'")
 
     def _cached(self, key: bytes) -> bool | None:
         with self._lock:
@@ -256,11 +273,16 @@ def parse_networks(spec: str) -> list[IPNetwork]:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a request: ``status`` None lets it through, else answer with it."""
+    """What to do with a request: ``status`` None lets it through, else answer with it.
+
+    ``reason`` is for the log line (it may quote the client); ``cause`` is a fixed short text
+    that groups refusals for the summarised log.
+    """
 
     status: int | None
     reason: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    cause: str = field(default="", compare=False)
 
     @property
     def allowed(self) -> bool:
@@ -298,28 +320,139 @@ class AccessPolicy:
         """False when every request is allowed (lets the web layer skip the hook entirely)."""
         return bool(self.allow) or self.auth is not None
 
-    def address_allowed(self, remote_addr: str) -> bool:
-        return self._address_decision(remote_addr) is ALLOW
-
-    def _address_decision(self, remote_addr: str) -> Decision:
+    def address_decision(self, remote_addr: str) -> Decision:
+        """The allow-list's verdict on the client address alone (cheap)."""
         if not self.allow:
             return ALLOW  # no allow-list: the address is not consulted at all
+        remote_addr = remote_addr if isinstance(remote_addr, str) else ""
         forms = _parse_remote(remote_addr)
         if not forms:
             # Cannot prove the peer is in the list (e.g. a unix socket peer): refuse.
-            return Decision(403, f"client address '{log_safe(remote_addr)}' is not an IP address")
+            return Decision(
+                403,
+                f"client address '{log_safe(remote_addr)}' is not an IP address",
+                cause="address not an IP",
+            )
         if any(a in n for a in forms for n in _LOOPBACK_NETWORKS + self.allow):
             return ALLOW
-        return Decision(403, f"client {forms[0]} not in allow-list")
+        return Decision(403, f"client {forms[0]} not in allow-list", cause="not in allow-list")
+
+    def needs_auth(self, path: str) -> bool:
+        return self.auth is not None and path not in AUTH_EXEMPT_PATHS
+
+    def may_write(self, remote_addr: str) -> bool:
+        """Whether a request that reached the app may change settings (POST /controls).
+
+        With Basic auth configured every such request was authenticated by the server; without
+        it, only loopback and the --allow networks may write (reading stays open to all).
+        """
+        if self.auth is not None:
+            return True
+        forms = _parse_remote(remote_addr if isinstance(remote_addr, str) else "")
+        return any(a in n for a in forms for n in _LOOPBACK_NETWORKS + self.allow)
 
     def check(self, remote_addr: str, authorization: str | None, path: str) -> Decision:
-        """Decide one request; never raises on client input."""
-        decision = self._address_decision(remote_addr if isinstance(remote_addr, str) else "")
-        if decision is not ALLOW:
+        """Decide one request (running the slow verification here); never raises."""
+        decision = self.address_decision(remote_addr)
+        if decision is not ALLOW or self.auth is None or not self.needs_auth(path):
             return decision
-        if self.auth is None or path in AUTH_EXEMPT_PATHS:
-            return ALLOW
-        result = self.auth.authenticate(authorization)
-        if result.ok:
-            return ALLOW
-        return Decision(401, result.reason, (("WWW-Authenticate", WWW_AUTHENTICATE),))
+        return auth_decision(self.auth.authenticate(authorization))
+
+
+def auth_decision(result: AuthResult) -> Decision:
+    """The Decision for an authentication outcome (401 with the challenge when refused)."""
+    if result.ok:
+        return ALLOW
+    cause = result.reason.split(" for user ", 1)[0]  # the user name is the client's text
+    return Decision(401, result.reason, (("WWW-Authenticate", WWW_AUTHENTICATE),), cause)
+
+
+_Job = tuple[PendingCheck, list[Callable[[AuthResult], None]]]
+
+
+class Verifier:
+    """Verifies passwords in one thread, fairly between client addresses.
+
+    pbkdf2 is slow on purpose, so it never runs on the event loop and never on more than one
+    core. Each address has its own queue and the thread takes one job per address in turn,
+    and jobs from addresses with no failed login lately (``suspect`` False) go first: a flood
+    of guesses, from any number of addresses, delays a genuine login by at most the check in
+    progress. Checks of the same credentials share one run. ``submit`` refuses (returns False)
+    once an address has PER_ADDRESS checks waiting.
+    """
+
+    PER_ADDRESS = 4
+
+    def __init__(self, auth: BasicAuth) -> None:
+        self.auth = auth
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        # address -> queue of (pending check, callbacks); the order is the round robin.
+        self._queues: OrderedDict[str, list[_Job]] = OrderedDict()
+        self._suspects: set[str] = set()  # addresses with a failed login lately
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="auth-verifier", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        address: str,
+        pending: PendingCheck,
+        done: Callable[[AuthResult], None],
+        suspect: bool = False,
+    ) -> bool:
+        """Verify ``pending`` for ``address``; ``done(result)`` runs in the verifier thread."""
+        with self._lock:
+            for queue in self._queues.values():
+                for job, callbacks in queue:
+                    if job.key == pending.key:
+                        callbacks.append(done)
+                        return True
+            queue = self._queues.setdefault(address, [])
+            if len(queue) >= self.PER_ADDRESS:
+                return False
+            queue.append((pending, [done]))
+            if suspect:
+                self._suspects.add(address)
+            self._wake.notify()
+        return True
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queues and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    return
+                address = next(
+                    (a for a in self._queues if a not in self._suspects), next(iter(self._queues))
+                )
+                queue = self._queues[address]
+                pending, callbacks = queue[0]
+            try:
+                result = self.auth.verify(pending)
+            except Exception:  # never leave a client waiting
+                log.exception("password verification failed")
+                result = AuthResult(False, "verification error")
+            with self._lock:
+                # An address whose check failed waits behind the others from now on.
+                if result.ok:
+                    self._suspects.discard(address)
+                else:
+                    self._suspects.add(address)
+                queue.pop(0)
+                # The address goes to the back of the round robin (or leaves it).
+                del self._queues[address]
+                if queue:
+                    self._queues[address] = queue
+                else:
+                    # Bounded memory: the throttle remembers failures for later submits.
+                    self._suspects.discard(address)
+                done = list(callbacks)
+            for callback in done:
+                callback(result)

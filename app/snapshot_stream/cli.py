@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from .config import Config
+from .logtext import log_safe
 from .options import BY_NAME, OPTIONS, Invalid, pair_problems
 
 PROG = "snapshot-stream"
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MJPEG snapshot streamer for USB cameras. Every flag can also be set with "
         "the environment variable SNAPSHOT_STREAM_<FLAG> (e.g. SNAPSHOT_STREAM_FPS); "
         "flags win. Subcommands: `snapshot-stream hash-password`, "
-        "`snapshot-stream check-env FILE`.",
+        "`snapshot-stream check-env FILE`, `snapshot-stream controls DEVICE`.",
     )
     for opt in OPTIONS:
         if opt.is_bool:
@@ -61,7 +62,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         try:
             values[opt.name] = opt.parse(raw)
         except Invalid as exc:
-            parser.error(f"{name} {exc} (got {_shown(raw)})")
+            parser.error(f"{name} {exc} (got {log_safe(raw, 57)})")
         given.add(opt.name)
     if "quality" in given:
         values["quality_explicit"] = True
@@ -81,11 +82,6 @@ def _check_auth(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None
             BasicAuth(values["auth_user"], values["auth_hash"])
     except ValueError as exc:
         parser.error(str(exc))
-
-
-def _shown(raw: str) -> str:
-    text = raw if len(raw) <= 60 else raw[:57] + "..."
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def hash_password_main(argv: Sequence[str]) -> int:
@@ -164,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hash_password_main(args[1:])
     if args and args[0] == "check-env":
         return check_env_main(args[1:])
+    if args and args[0] == "controls":
+        from .controls import controls_main
+
+        return controls_main(args[1:], PROG)
     config = parse_config(args)
     from .server import configure_logging, run
 

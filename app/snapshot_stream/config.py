@@ -35,6 +35,12 @@ class Config:
     auth_hash: str | None = default("auth_hash")
     allow: str | None = default("allow")
     log_level: str = default("log_level")
+    # Connections held at once (any request, streams included), in total and per address
+    # (an IPv6 /64 counts as one address).
+    max_connections: int = default("max_connections")
+    max_per_address: int = default("max_per_address")
+    # (name, value) pairs, applied on every open of a V4L2 camera (snapshot_stream.controls).
+    controls: tuple[tuple[str, str], ...] = default("controls")
 
     @property
     def hosts(self) -> list[str]:

@@ -8,16 +8,18 @@ The web layer fills a :class:`MetricsSnapshot` from the hub and serves :func:`re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .upstream import redact_url
+from .logtext import redact_url
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "snapshot_stream_"
 STATES = ("starting", "streaming", "no_signal", "idle")
+# Every status the server refuses with, always exported (a missing series is no zero).
+REFUSAL_STATUSES = (400, 401, 403, 408, 413, 429, 431, 503)
+CONNECTION_CAPS = ("per_address", "total")
 
 
-# scheme://user:password@host -> scheme://host
 @dataclass(frozen=True)
 class MetricsSnapshot:
     """Point-in-time figures; counters are totals since the process started."""
@@ -30,6 +32,8 @@ class MetricsSnapshot:
     frames_passthrough: int
     frames_encoded: int
     frames_dropped: int
+    frames_broken: int
+    frames_placeholder: int
     clients: int
     reconnects: int
     encode_seconds_sum: float
@@ -37,6 +41,9 @@ class MetricsSnapshot:
     last_frame_age: float
     fps_measured: float
     uptime: float
+    # Refusals by HTTP status, and connections closed at once by cap ("per_address", "total").
+    requests_refused: dict[int, int] = field(default_factory=dict)
+    connections_refused: dict[str, int] = field(default_factory=dict)
 
 
 def escape_label_value(value: str) -> str:
@@ -119,10 +126,35 @@ def render(snap: MetricsSnapshot) -> str:
             "Frames skipped for clients that could not keep up.",
             snap.frames_dropped,
         ),
+        (
+            "frames_broken_total",
+            "Frames from the source that were not usable JPEGs (dropped).",
+            snap.frames_broken,
+        ),
+        (
+            "frames_placeholder_total",
+            "NO SIGNAL frames made while the source was lost.",
+            snap.frames_placeholder,
+        ),
         ("reconnects_total", "Times the source was reopened after a failure.", snap.reconnects),
     )
     for name, help_text, value in counters:
         w.single(name, "counter", help_text, value)
+
+    refused = w.family(
+        "requests_refused_total",
+        "counter",
+        "Requests answered with an error before reaching the app or at its limits, by status.",
+    )
+    for status in REFUSAL_STATUSES:
+        w.sample(refused, snap.requests_refused.get(status, 0), {"status": str(status)})
+    caps = w.family(
+        "connections_refused_total",
+        "counter",
+        "Connections closed at once because a connection cap was reached, by cap.",
+    )
+    for cap in CONNECTION_CAPS:
+        w.sample(caps, snap.connections_refused.get(cap, 0), {"cap": cap})
 
     w.single("clients", "gauge", "Clients currently connected to /stream.", snap.clients)
     w.single(

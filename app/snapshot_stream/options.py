@@ -131,6 +131,39 @@ class Boolean:
 
 
 @dataclass(frozen=True)
+class Controls:
+    """V4L2 controls as NAME=VALUE pairs, comma-separated: ``focus_absolute=40,gain=10``.
+
+    Only the shape is checked here; which names and values exist, the camera tells when it is
+    opened (snapshot_stream.controls). Returns the pairs in the order given.
+    """
+
+    @property
+    def allowed(self) -> str:
+        return "NAME=VALUE pairs, comma-separated, names as v4l2-ctl prints them"
+
+    def __call__(self, raw: str) -> tuple[tuple[str, str], ...]:
+        pairs: list[tuple[str, str]] = []
+        for item in raw.split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition("=")
+            name, value = name.strip(), value.strip()
+            if not sep or not value:
+                raise Invalid(
+                    f"must be NAME=VALUE pairs separated by commas (got {item.strip()!r})"
+                )
+            if not name or any(not (c.isascii() and (c.isalnum() or c == "_")) for c in name):
+                raise Invalid(f"must name controls as v4l2-ctl prints them (got {name!r})")
+            if name != name.lower():
+                raise Invalid(f"must name controls in lower case, as v4l2-ctl does (got {name!r})")
+            if any(name == seen for seen, _ in pairs):
+                raise Invalid(f"names {name} twice")
+            pairs.append((name, value))
+        return tuple(pairs)
+
+
+@dataclass(frozen=True)
 class Text:
     """Free text checked by ``check`` (which returns the value or None when it is bad)."""
 
@@ -170,7 +203,7 @@ def _nonempty(text: str) -> str | None:
     return text or None
 
 
-Parser = Integer | Rate | Seconds | Choice | Boolean | Text
+Parser = Integer | Rate | Seconds | Choice | Boolean | Controls | Text
 
 
 def default_name() -> str:
@@ -207,7 +240,7 @@ class Option:
 
     @property
     def shown_default(self) -> str:
-        if self.default is None:
+        if self.default is None or self.default == ():
             return "unset"
         if callable(self.default):
             return "the host name" if self.default is default_name else "computed"
@@ -219,7 +252,7 @@ class Option:
     def help_text(self) -> str:
         """The --help line: what it is, what it takes and its default."""
         parts = [] if self.is_bool else [self.parse.allowed]
-        if self.default is not None and not self.is_bool:
+        if self.default is not None and self.default != () and not self.is_bool:
             parts.append(f"default {self.shown_default}")
         if self.ignored_with:
             parts.append(f"ignored with --{self.ignored_with.replace('_', '-')}")
@@ -259,7 +292,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rotate", Choice((0, 90, 180, 270)), "rotate clockwise, degrees", default=0),
     Option("hflip", Boolean(), "mirror horizontally", default=False),
     Option("vflip", Boolean(), "flip vertically", default=False),
-    Option("max_clients", Integer(1, 1024), "concurrent /stream clients", default=16),
+    Option("max_clients", Integer(1, 1024), "concurrent /stream clients", default=100),
     Option("idle_release", Seconds(), "release the camera after N s without clients", default=0.0),
     Option("name", _NAME, "camera name", default=default_name),
     Option("auth_user", _text("a user name; needs --auth-hash"), "HTTP Basic user"),
@@ -268,6 +301,19 @@ OPTIONS: tuple[Option, ...] = (
         "allow", _text("CIDRs, comma-separated"), "clients allowed to connect; loopback always is"
     ),
     Option("log_level", Choice(("debug", "info", "warning", "error")), "log level", default="info"),
+    Option(
+        "max_connections",
+        Integer(16, 4096),
+        "open connections in total, streams included",
+        default=512,
+    ),
+    Option(
+        "max_per_address",
+        Integer(1, 4096),
+        "open connections per client address or IPv6 /64",
+        default=32,
+    ),
+    Option("controls", Controls(), "V4L2 controls set on every open of the camera", default=()),
 )
 
 BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

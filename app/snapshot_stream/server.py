@@ -1,46 +1,27 @@
-"""Run the streamer: cheroot HTTP server(s), the capture thread, signals and shutdown."""
+"""Run the streamer: the HTTP server, the capture thread, signals and shutdown."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
-from cheroot import server as cheroot_server
-from cheroot import wsgi
-from flask import Flask
-
 from .auth import AccessPolicy, BasicAuth, parse_networks
 from .capture import Capture
 from .config import Config
+from .guard import RefusalLog
+from .httpd import HttpServer
 from .hub import FrameHub
 from .sdnotify import SystemdNotifier
 from .sources import SourceFactory, make_factory
 from .web import create_app
 
 log = logging.getLogger("snapshot_stream")
-
-# Threads beyond --max-clients so snapshots, /healthz and refusals always find a free thread
-# (cheroot's pool does not grow by itself).
-SPARE_THREADS = 8
-# A client that stops reading entirely is dropped after this long (cheroot's socket timeout).
-SOCKET_TIMEOUT = 10.0
-# Small kernel send buffer (set on the listening socket, inherited by accepted sockets): on a
-# slow link frames must wait in our hub (where they get replaced by newer ones), not in a
-# kernel queue where they age. The kernel doubles the value.
-SEND_BUFFER = 16 * 1024
-# Unsent bytes above this make the socket "not writable", keeping queued data small too.
-NOTSENT_LOWAT = 16 * 1024
-# Listen backlog. cheroot's default of 5 overflows when an NVR or a camera-wall page opens many
-# streams at once, and the kernel then retries the SYN only after 1 s.
-LISTEN_BACKLOG = 128
 
 
 def configure_logging(level: str = "info", environ: Mapping[str, str] | None = None) -> None:
@@ -59,92 +40,6 @@ def configure_logging(level: str = "info", environ: Mapping[str, str] | None = N
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
-class _Request(cheroot_server.HTTPRequest):
-    """Send multipart streams without chunked coding, ended by closing the connection.
-
-    That is what mjpg-streamer and IP cameras do, and what simple MJPEG parsers (NVRs) expect.
-    """
-
-    def send_headers(self) -> None:
-        for key, value in self.outheaders:
-            if key.lower() == b"content-type" and value.startswith(b"multipart/"):
-                self.close_connection = True
-                self.response_protocol = "HTTP/1.0"  # disables chunked transfer coding
-                self.outheaders.append((b"Connection", b"close"))
-                break
-        super().send_headers()
-
-
-class _Connection(cheroot_server.HTTPConnection):
-    RequestHandlerClass = _Request
-
-
-def _tune_listener(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-    except OSError as exc:
-        log.debug("SO_SNDBUF: %s", exc)
-    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
-    except OSError as exc:
-        log.debug("TCP_NOTSENT_LOWAT: %s", exc)
-
-
-class HttpServers:
-    """One cheroot server per --host address, all serving the same WSGI app."""
-
-    def __init__(self, config: Config, app: Flask, port: int | None = None) -> None:
-        threads = config.max_clients + SPARE_THREADS
-        self.servers: list[wsgi.Server] = []
-        for host in config.hosts:
-            srv = wsgi.Server(
-                (host, config.port if port is None else port),
-                app,
-                numthreads=threads,
-                max=threads,
-                timeout=SOCKET_TIMEOUT,
-                shutdown_timeout=1,
-                request_queue_size=LISTEN_BACKLOG,
-                server_name=config.name,
-            )
-            srv.ConnectionClass = _Connection
-            self.servers.append(srv)
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        """Bind and listen (raises OSError when an address cannot be bound), then serve."""
-        for srv in self.servers:
-            srv.prepare()
-            if srv.socket is not None:
-                _tune_listener(srv.socket)
-        for srv in self.servers:
-            t = threading.Thread(target=self._serve, args=(srv,), name="http", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    @staticmethod
-    def _serve(srv: wsgi.Server) -> None:
-        try:
-            srv.serve()
-        except Exception:
-            log.exception("HTTP server failed")
-
-    @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [tuple(srv.bind_addr)[:2] for srv in self.servers]  # type: ignore[misc]
-
-    def stop(self, timeout: float = 1.0) -> None:
-        stoppers = [
-            threading.Thread(target=srv.stop, name="http-stop", daemon=True) for srv in self.servers
-        ]
-        for t in stoppers:
-            t.start()
-        deadline = time.monotonic() + timeout
-        for t in stoppers:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-
 class Streamer:
     """Everything one process runs: hub, capture thread, web app, HTTP servers."""
 
@@ -159,8 +54,10 @@ class Streamer:
         self.notifier = notifier
         self.hub = FrameHub()
         self.capture = Capture(config, self.hub, factory or make_factory(config), notifier)
-        self.app = create_app(config, self.hub, self.capture, build_policy(config))
-        self.http = HttpServers(config, self.app, port)
+        self.policy = build_policy(config)
+        self.refusals = RefusalLog()
+        self.app = create_app(config, self.hub, self.capture, self.policy, self.refusals)
+        self.http = HttpServer(config, self.app, self.hub, self.policy, self.refusals, port)
 
     def start(self) -> None:
         self.capture.start()

@@ -12,20 +12,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
+from . import v4l2
 from .config import Config
-from .errors import SourceError
+from .controls import Applier
+from .errors import NotMjpeg, SourceError
+from .logtext import redact_url
 from .synthetic import SyntheticSource
-from .upstream import redact_url
 
 log = logging.getLogger(__name__)
 
-Captured = np.ndarray | bytes
+# A BGR image, the JPEG bytes as delivered, or a function drawing the image when it is wanted.
+Captured = np.ndarray | bytes | Callable[[], np.ndarray]
 
 
 @runtime_checkable
@@ -110,9 +114,7 @@ class UpstreamMjpegSource:
         reader = MjpegReader(self.url, self.timeout)
         try:
             reader.open()
-        except SourceError as exc:
-            if not _not_mjpeg(exc):
-                raise
+        except NotMjpeg as exc:
             level = logging.DEBUG if self.url in _FALLBACK_LOGGED else logging.INFO
             _FALLBACK_LOGGED.add(self.url)
             log.log(level, "%s: %s; trying OpenCV", self.describe(), exc)
@@ -172,69 +174,55 @@ class UpstreamMjpegSource:
 _FALLBACK_LOGGED: set[str] = set()
 
 
-def _not_mjpeg(exc: SourceError) -> bool:
-    """True when the upstream answered, but not with multipart MJPEG."""
-    if getattr(exc, "not_mjpeg", False):
-        return True
-    return str(exc).lower().startswith("not an mjpeg stream")
-
-
 class CameraSource:
     """A V4L2 camera: ``--device auto`` takes the first device that delivers a frame."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, controls: Applier | None = None) -> None:
         self.config = config
         self.device = config.device
+        self.controls = controls
         self._cap: Any = None
-        self._settings: Any = None
+        self._settings: v4l2.DeviceSettings | None = None
         self._first: Any = None
 
     def describe(self) -> str:
         if self._settings is not None:
-            return str(getattr(self._settings, "path", self.device))
+            return self._settings.path
         return "camera (auto)" if self.device == "auto" else self.device
 
-    @property
-    def settings(self) -> Any:
-        return self._settings
-
     def open(self) -> None:
-        from . import v4l2
-
         cfg = self.config
+        v4l2.limit_frame_wait(cfg.fps)
+        v4l2.quiet_opencv()
         if self.device == "auto":
-            try:
-                cap, settings, first = v4l2.first_working(
-                    cfg.width, cfg.height, cfg.fps, cfg.buffersize
-                )
-            except SourceError as exc:
-                text = str(exc)
-                if text.startswith("no working camera"):
-                    raise
-                raise SourceError(f"no working camera: {text}") from exc
-            self._first = first
+            cap, settings, self._first = v4l2.first_working(
+                cfg.width, cfg.height, cfg.fps, cfg.buffersize
+            )
         else:
             if not os.path.exists(self.device):
-                raise SourceError(f"{self.device}: no such device")
+                raise SourceError(f"{self.device}: {v4l2.GONE}")
             cap, settings = v4l2.open_device(
                 self.device, cfg.width, cfg.height, cfg.fps, cfg.buffersize
             )
         self._cap, self._settings = cap, settings
-        log.info("camera %s: %s", self.describe(), settings)
+        log.debug("camera %s: %s", self.describe(), settings)
+        if self.controls:
+            # On every open: a replugged or reset camera is back at its defaults.
+            self.controls.apply(settings.path)
 
     def read(self) -> Captured:
-        from . import v4l2
-
-        if self._cap is None:
+        if self._cap is None or self._settings is None:
             raise SourceError(f"{self.describe()} is not open")
         if self._first is not None:
             frame, self._first = self._first, None
         else:
+            started = time.monotonic()
             ok, frame = self._cap.read()
             if not ok or frame is None:
-                gone = self.device != "auto" and not os.path.exists(self.device)
-                path = self.describe()
-                raise SourceError(f"{path}: device disappeared" if gone else f"{path}: read failed")
+                waited = time.monotonic() - started
+                # OpenCV does not say why; the probe finds out, with the device to itself.
+                self.close()
+                raise v4l2.read_failure(self._settings.path, self._settings, waited)
         try:
             return v4l2.decode_frame(frame, self._settings)
         except SourceError:
@@ -266,4 +254,6 @@ def make_factory(config: Config) -> SourceFactory:
         if "://" in lower:  # rtsp:// and anything else FFmpeg understands
             return lambda: OpenCVSource(spec, config.buffersize)
         return lambda: OpenCVSource(spec, config.buffersize, is_file=True)
-    return lambda: CameraSource(config)
+    # One Applier for the process: it logs each bad entry once, not on every reopen.
+    controls = Applier(config.controls)
+    return lambda: CameraSource(config, controls)

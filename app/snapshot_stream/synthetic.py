@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -17,6 +18,14 @@ _BARS = (
     (192, 0, 0),
 )
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+# Where the three text lines (label, clock, frame counter) are centred, as fractions of the
+# height of the bars (the grey ramp below them is left alone).
+_ROWS = (0.25, 0.55, 0.82)
+
+
+def ramp_height(height: int) -> int:
+    """Height of the grey ramp along the bottom (a sixth of the picture)."""
+    return max(1, height // 6)
 
 
 def _bars(width: int, height: int) -> np.ndarray:
@@ -24,14 +33,19 @@ def _bars(width: int, height: int) -> np.ndarray:
     step = max(1, width // len(_BARS))
     for i, colour in enumerate(_BARS):
         image[:, i * step : (i + 1) * step if i < len(_BARS) - 1 else width] = colour
-    # A grey ramp along the bottom sixth shows banding and compression artefacts.
+    # A grey ramp along the bottom shows banding and compression artefacts.
     ramp = np.linspace(0, 255, width, dtype=np.uint8)
-    image[height - max(1, height // 6) :, :] = ramp[None, :, None]
+    image[height - ramp_height(height) :, :] = ramp[None, :, None]
     return image
 
 
 class SyntheticSource:
-    """Colour bars scrolling sideways, a bouncing box and the time: obviously not a camera."""
+    """Colour bars scrolling sideways, a bouncing box and the time: obviously not a camera.
+
+    read() only notes the time and the frame number and returns a function that draws the
+    picture: the capture loop calls it when somebody wants the frame, so an unwatched test
+    pattern costs next to nothing.
+    """
 
     def __init__(self, width: int, height: int, label: str = "TEST PATTERN") -> None:
         self.width = width
@@ -48,9 +62,13 @@ class SyntheticSource:
     def describe(self) -> str:
         return "synthetic"
 
-    def read(self) -> np.ndarray:
+    def read(self) -> Callable[[], np.ndarray]:
         self._count += 1
-        t = time.monotonic() - self._start
+        t, count, now = time.monotonic() - self._start, self._count, time.time()
+        return lambda: self.render(t, count, now)
+
+    def render(self, t: float, count: int, now: float) -> np.ndarray:
+        """The picture ``t`` seconds after open(), showing frame ``count`` and clock ``now``."""
         w, h = self.width, self.height
         shift = int(t * w / 8) % w
         image = np.roll(self._base, shift, axis=1)
@@ -58,13 +76,17 @@ class SyntheticSource:
         x = int((np.sin(t * 1.3) + 1) / 2 * (w - box))
         y = int((np.cos(t * 0.9) + 1) / 2 * (h - box))
         cv2.rectangle(image, (x, y), (x + box, y + box), (255, 255, 255), -1)
-        now = time.time()
         clock = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 10) % 10}"
         thickness = max(1, round(self._scale * 2))
-        for text, row in ((self.label, 0.25), (clock, 0.55), (f"#{self._count}", 0.8)):
-            (tw, th), _ = cv2.getTextSize(text, _FONT, self._scale, thickness)
-            org = (max(0, (w - tw) // 2), int(h * row) + th // 2)
-            cv2.putText(image, text, org, _FONT, self._scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        outline = thickness + 2
+        bars = h - ramp_height(h)
+        for text, row in zip((self.label, clock, f"#{count}"), _ROWS, strict=True):
+            (tw, th), baseline = cv2.getTextSize(text, _FONT, self._scale, outline)
+            # The outline reaches about half its thickness below the baseline: keep the text
+            # above the ramp whatever the size.
+            bottom_limit = bars - 1 - baseline - outline // 2
+            org = (max(0, (w - tw) // 2), min(int(bars * row) + th // 2, bottom_limit))
+            cv2.putText(image, text, org, _FONT, self._scale, (0, 0, 0), outline, cv2.LINE_AA)
             cv2.putText(
                 image, text, org, _FONT, self._scale, (255, 255, 255), thickness, cv2.LINE_AA
             )

@@ -79,8 +79,10 @@ class Transform:
     vflip: bool = False
 
     def __post_init__(self) -> None:
-        if self.rotate not in (0, 90, 180, 270):
-            raise ValueError(f"rotate must be 0, 90, 180 or 270 (got {self.rotate})")
+        # The operations table knows the rotations; the CLI's options table already refused others.
+        if (self.rotate, False, False) not in _OPS:
+            turns = sorted({r for r, _, _ in _OPS})
+            raise ValueError(f"rotate must be one of {turns} (got {self.rotate})")
 
     @property
     def _op(self) -> _Op:

@@ -11,15 +11,15 @@ import contextlib
 import http.client
 import logging
 import math
-import re
 import socket
 import threading
 import time
 from types import TracebackType
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
-from .errors import SourceError
+from .errors import NotMjpeg, SourceError
 from .jpeg import trim
+from .logtext import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +38,6 @@ class _BadPart(Exception):
 
 class _EndOfStream(Exception):
     """The upstream closed the connection or sent the closing delimiter."""
-
-
-_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password, for logs, messages, /healthz and /metrics labels."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # urlsplit rejects some malformed URLs (a bad IPv6 literal): strip the userinfo anyway.
-        return _USERINFO_RE.sub(r"\1", url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class MjpegReader:
@@ -150,7 +130,7 @@ class MjpegReader:
             raise SourceError(f"HTTP {resp.status} from {self._safe_url}")
         raw_type = resp.getheader("Content-Type", "").strip()
         if resp.headers.get_content_type() != "multipart/x-mixed-replace" or not raw_type:
-            raise SourceError(f"not an MJPEG stream: {raw_type or 'no Content-Type'}")
+            raise NotMjpeg(f"not an MJPEG stream: {raw_type or 'no Content-Type'}")
         boundary = resp.headers.get_param("boundary")  # unquotes "..." for us
         if isinstance(boundary, str) and boundary.strip():
             self._boundary = boundary.strip().encode("latin-1", "replace")

@@ -1,4 +1,5 @@
-"""Shared helpers: real streamer processes / in-process servers and a raw MJPEG client."""
+"""Shared helpers: real streamer processes, in-process servers; the MJPEG client is the app's
+strict stdlib one (snapshot_stream.mjpegclient), shared with bench/ and Molecule."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
 from snapshot_stream.config import Config
+from snapshot_stream.mjpegclient import MjpegClient, Part
 from snapshot_stream.server import Streamer
 from snapshot_stream.sources import SourceFactory
 
@@ -136,102 +138,4 @@ def cfg(**kw: object) -> Config:
     return Config(**values)  # type: ignore[arg-type]
 
 
-@dataclass
-class Part:
-    headers: dict[str, str]
-    jpeg: bytes
-    received: float  # time.time() when the part was complete
-
-    @property
-    def timestamp(self) -> float:
-        return float(self.headers["x-timestamp"])
-
-    @property
-    def placeholder(self) -> bool:
-        return self.headers.get("x-placeholder") == "1"
-
-
-@dataclass
-class MjpegClient:
-    """A raw-socket MJPEG client, optionally reading slowly through a small receive buffer."""
-
-    url: str
-    rate: float | None = None  # bytes/s
-    rcvbuf: int | None = None
-    timeout: float = 10.0
-    status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        rest = self.url.split("://", 1)[1]
-        hostport, _, path = rest.partition("/")
-        host, _, port = hostport.partition(":")
-        self.sock = socket.socket()
-        if self.rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect((host, int(port)))
-        self.sock.sendall(f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\n\r\n".encode())
-        self.buf = bytearray()
-        self.read_bytes = 0
-        self.t0 = time.monotonic()
-        head = self._until(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-
-    def _fill(self) -> None:
-        size = 4096 if self.rate else 65536
-        if self.rate:
-            due = self.t0 + self.read_bytes / self.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        data = self.sock.recv(size)
-        if not data:
-            raise EOFError("connection closed")
-        self.read_bytes += len(data)
-        self.buf += data
-
-    def _until(self, sep: bytes) -> bytes:
-        while True:
-            i = self.buf.find(sep)
-            if i >= 0:
-                out = bytes(self.buf[:i])
-                del self.buf[: i + len(sep)]
-                return out
-            self._fill()
-
-    def _exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    def read_part(self) -> Part:
-        line = self._until(b"\r\n")
-        while line == b"":
-            line = self._until(b"\r\n")
-        assert line == b"--frame", line[:80]
-        head = self._until(b"\r\n\r\n").decode("latin-1")
-        headers = {}
-        for h in head.split("\r\n"):
-            k, _, v = h.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        jpeg = self._exact(int(headers["content-length"]))
-        assert self._exact(2) == b"\r\n"
-        return Part(headers, jpeg, time.time())
-
-    def parts_for(self, seconds: float) -> list[Part]:
-        out: list[Part] = []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            out.append(self.read_part())
-        return out
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+__all__ = ["MjpegClient", "Part"]

@@ -166,3 +166,19 @@ def test_server_sampling_and_slow_client(bench: ModuleType) -> None:
     slow = result["slow"][0]
     assert slow["error"] == ""
     assert slow["bytes"] > 0 or slow["frames"] == 0
+
+
+def test_attacks_report_runs(capsys) -> None:
+    """bench/attacks.py end to end, on its cheapest scenario."""
+    spec = importlib.util.spec_from_file_location(
+        "snapshot_stream_attacks", BENCH_PATH.parent / "attacks.py"
+    )
+    assert spec and spec.loader
+    attacks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(attacks)
+    assert attacks.main(["--only", "idle", "--idle-seconds", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "### Idle" in report
+    assert "% of one core" in report
+    with pytest.raises(SystemExit):
+        attacks.main(["--only", "nonsense"])

@@ -25,7 +25,8 @@ def test_defaults() -> None:
     c = parse_config([], {})
     assert (c.host, c.port, c.fps, c.quality, c.buffersize) == ("0.0.0.0", 8080, 25, 30, 1)
     assert (c.width, c.height, c.device, c.source) == (640, 480, "auto", None)
-    assert (c.rotate, c.hflip, c.vflip, c.max_clients, c.idle_release) == (0, False, False, 16, 0)
+    assert (c.rotate, c.hflip, c.vflip, c.max_clients, c.idle_release) == (0, False, False, 100, 0)
+    assert (c.max_connections, c.max_per_address) == (512, 32)
     assert c.quality_explicit is False
     assert c.name
     assert c.log_level == "info"

@@ -27,6 +27,8 @@ SNAP = MetricsSnapshot(
     frames_passthrough=1200,
     frames_encoded=34,
     frames_dropped=7,
+    frames_broken=5,
+    frames_placeholder=9,
     clients=3,
     reconnects=2,
     encode_seconds_sum=0.125,
@@ -218,3 +220,17 @@ def test_source_label_never_carries_credentials(source: str, shown: str) -> None
     assert "secret" not in text and "p%40ss" not in text
     _, _, s = parse(text)
     assert s[("snapshot_stream_info", (("name", "front-door"), ("source", shown)))] == 1
+
+
+def test_refusals_are_counted_by_status_and_cap() -> None:
+    snap = replace(SNAP, requests_refused={401: 12, 429: 3}, connections_refused={"per_address": 4})
+    _types, _helps, samples = parse(render(snap))
+    refused = "snapshot_stream_requests_refused_total"
+    assert samples[(refused, (("status", "401"),))] == 12
+    assert samples[(refused, (("status", "429"),))] == 3
+    assert samples[(refused, (("status", "431"),))] == 0  # every status always exported
+    caps = "snapshot_stream_connections_refused_total"
+    assert samples[(caps, (("cap", "per_address"),))] == 4
+    assert samples[(caps, (("cap", "total"),))] == 0
+    assert samples[("snapshot_stream_frames_broken_total", ())] == 5
+    assert samples[("snapshot_stream_frames_placeholder_total", ())] == 9

@@ -60,9 +60,9 @@ def test_slow_client_gets_recent_frames_fast_client_full_rate() -> None:
 
 
 def test_client_that_stops_reading_is_dropped(monkeypatch) -> None:
-    import snapshot_stream.server as server_mod
+    import snapshot_stream.httpd as httpd
 
-    monkeypatch.setattr(server_mod, "SOCKET_TIMEOUT", 1.5)  # 10 s in production
+    monkeypatch.setattr(httpd, "SOCKET_TIMEOUT", 1.5)  # 10 s in production
     with running(cfg(width=320, height=240, fps=25, quality=80, max_clients=2)) as s:
         stuck = MjpegClient(base_url(s) + "/stream", rcvbuf=4096)
         try:

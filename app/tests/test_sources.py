@@ -49,9 +49,9 @@ def test_factory_kinds(tmp_path: Path) -> None:
 def test_synthetic_moves_and_has_requested_size() -> None:
     s = SyntheticSource(200, 100)
     s.open()
-    a = s.read()
+    a = s.read()()  # read() returns the drawing, done when somebody wants the picture
     time.sleep(0.15)
-    b = s.read()
+    b = s.read()()
     assert a.shape == (100, 200, 3) and b.shape == (100, 200, 3)
     assert not np.array_equal(a, b)
 

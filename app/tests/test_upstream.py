@@ -12,7 +12,8 @@ import pytest
 
 from snapshot_stream import jpeg
 from snapshot_stream.errors import SourceError
-from snapshot_stream.upstream import MAX_BAD_PARTS, MjpegReader, redact_url
+from snapshot_stream.logtext import redact_url
+from snapshot_stream.upstream import MAX_BAD_PARTS, MjpegReader
 
 Script = Callable[[socket.socket, threading.Event], None]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from snapshot_stream import jpeg, v4l2
-from snapshot_stream.errors import SourceError
-from snapshot_stream.v4l2 import MJPG, DeviceSettings
+from snapshot_stream.errors import NoWorkingCamera, SourceError
+from snapshot_stream.v4l2 import MJPG, DeviceSettings, Mode, NodeInfo
 
 YUYV = cv2.VideoWriter_fourcc(*"YUYV")
 H264 = cv2.VideoWriter_fourcc(*"H264")
@@ -88,6 +88,28 @@ class FakeCapture:
 
     def release(self) -> None:
         self.released = True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_memory() -> None:
+    # v4l2 logs each negotiation fact once per process; every test starts a fresh "process".
+    v4l2._said.clear()
+
+
+class FakeProbe:
+    """Stands in for the ioctl probe: every node is an MJPG capture node, nothing to diagnose."""
+
+    def __init__(self, nodes: dict[str, NodeInfo] | None = None, why: str | None = None) -> None:
+        self.nodes = nodes or {}
+        self.why = why
+        self.diagnosed: list[tuple[str, Mode]] = []
+
+    def survey(self, path: str) -> NodeInfo:
+        return self.nodes.get(os.path.basename(path), NodeInfo(True, True))
+
+    def diagnose(self, path: str, mode: Mode) -> str | None:
+        self.diagnosed.append((path, mode))
+        return self.why
 
 
 def info_and_warnings(caplog) -> tuple[list[str], list[str]]:
@@ -213,11 +235,39 @@ def test_open_device_missing_path(tmp_path) -> None:
 def test_open_device_not_opened_is_released(tmp_path) -> None:
     (tmp_path / "video0").touch()
     cap = FakeCapture(opened=False)
+    probe = FakeProbe()
     with pytest.raises(
         SourceError, match=r"^cannot open .*/video0: not a capture device, or busy$"
     ):
-        v4l2.open_device(str(tmp_path / "video0"), 640, 480, 25, 1, opener=lambda p: cap)
+        v4l2.open_device(
+            str(tmp_path / "video0"), 640, 480, 25, 1, opener=lambda p: cap, probe=probe
+        )
     assert cap.released
+    # The probe asked for what OpenCV would have negotiated first.
+    assert probe.diagnosed == [(str(tmp_path / "video0"), Mode("MJPG", 640, 480, 25))]
+
+
+def test_open_device_not_opened_says_what_the_probe_found(tmp_path) -> None:
+    (tmp_path / "video0").touch()
+    with pytest.raises(SourceError, match=r"^cannot open .*/video0: device busy: "):
+        v4l2.open_device(
+            str(tmp_path / "video0"),
+            640,
+            480,
+            25,
+            1,
+            opener=lambda p: FakeCapture(opened=False),
+            probe=FakeProbe(why=v4l2.BUSY),
+        )
+
+
+def test_open_device_on_a_regular_file_is_not_a_v4l2_device(tmp_path) -> None:
+    # The real probe: QUERYCAP on a regular file fails with ENOTTY.
+    (tmp_path / "video0").touch()
+    with pytest.raises(SourceError, match=r"^cannot open .*/video0: not a V4L2 device$"):
+        v4l2.open_device(
+            str(tmp_path / "video0"), 640, 480, 25, 1, opener=lambda p: FakeCapture(opened=False)
+        )
 
 
 def test_open_device_opener_raising(tmp_path) -> None:
@@ -275,7 +325,9 @@ def test_first_working_skips_metadata_and_broken_nodes(tmp_path) -> None:
         tried.append(os.path.basename(path))
         return caps.get(os.path.basename(path), FakeCapture())
 
-    cap, settings, frame = v4l2.first_working(640, 480, 25, 1, opener=opener, dev_dir=dev)
+    cap, settings, frame = v4l2.first_working(
+        640, 480, 25, 1, opener=opener, dev_dir=dev, probe=FakeProbe()
+    )
     assert cap is working and settings.path == os.path.join(dev, "video2")
     assert tried == ["video0", "video1", "video2"]  # stops at the first working one
     assert metadata.released and caps["video1"].released and not working.released
@@ -285,7 +337,9 @@ def test_first_working_skips_metadata_and_broken_nodes(tmp_path) -> None:
 def test_first_working_retries_corrupt_first_frames(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0")
     cap = FakeCapture(frames=[raw(b"\0" * 2000), raw(PICTURE[:900]), raw(PICTURE)])
-    _, settings, frame = v4l2.first_working(640, 480, 25, 1, opener=lambda p: cap, dev_dir=dev)
+    _, settings, frame = v4l2.first_working(
+        640, 480, 25, 1, opener=lambda p: cap, dev_dir=dev, probe=FakeProbe()
+    )
     assert v4l2.decode_frame(frame, settings) == PICTURE
 
 
@@ -296,7 +350,15 @@ def test_first_working_gives_up_on_a_device_quickly(tmp_path) -> None:
     garbage = FakeCapture(frames=[raw(b"\1" * 1000)] * 100)
     caps = {"video0": metadata, "video1": garbage}
     with pytest.raises(SourceError, match="no frame"):
-        v4l2.first_working(640, 480, 25, 1, opener=lambda p: caps[os.path.basename(p)], dev_dir=dev)
+        v4l2.first_working(
+            640,
+            480,
+            25,
+            1,
+            opener=lambda p: caps[os.path.basename(p)],
+            dev_dir=dev,
+            probe=FakeProbe(),
+        )
     assert metadata.reads == 1
     assert garbage.reads == v4l2.FIRST_FRAME_ATTEMPTS
 
@@ -304,17 +366,27 @@ def test_first_working_gives_up_on_a_device_quickly(tmp_path) -> None:
 def test_first_working_reports_every_failure(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0", "video1")
     caps = {"video0": FakeCapture(frames=[]), "video1": FakeCapture(opened=False)}
-    with pytest.raises(SourceError) as excinfo:
-        v4l2.first_working(640, 480, 25, 1, opener=lambda p: caps[os.path.basename(p)], dev_dir=dev)
+    with pytest.raises(NoWorkingCamera) as excinfo:
+        v4l2.first_working(
+            640,
+            480,
+            25,
+            1,
+            opener=lambda p: caps[os.path.basename(p)],
+            dev_dir=dev,
+            probe=FakeProbe(),
+        )
     assert str(excinfo.value) == (
-        f"no working camera: {dev}/video0: no frame; "
+        f"no working camera: {dev}/video0: no frame (read failed); "
         f"{dev}/video1: cannot open (not a capture device, or busy)"
     )
     assert all(c.released for c in caps.values())
 
 
 def test_first_working_without_devices(tmp_path) -> None:
-    with pytest.raises(SourceError, match=rf"^no {tmp_path}/video\* devices$"):
+    with pytest.raises(
+        NoWorkingCamera, match=rf"^no working camera: no {tmp_path}/video\* devices$"
+    ):
         v4l2.first_working(640, 480, 25, 1, opener=lambda p: FakeCapture(), dev_dir=str(tmp_path))
 
 
@@ -342,3 +414,62 @@ def test_decode_frame_returns_images_unchanged() -> None:
     assert v4l2.decode_frame(image, DECODED) is image
     # A backend that decoded anyway still yields a usable image.
     assert v4l2.decode_frame(image, PASSTHROUGH) is image
+
+
+def test_first_working_prefers_mjpg_cameras_and_skips_other_nodes(tmp_path, caplog) -> None:
+    dev = make_nodes(tmp_path, "video0", "video1", "video2", "video3")
+    probe = FakeProbe(
+        {
+            "video0": NodeInfo(False, False, "not a video capture node (metadata?)"),
+            "video1": NodeInfo(True, False),  # YUYV only
+            "video2": NodeInfo(True, True),
+            "video3": NodeInfo(True, True),
+        }
+    )
+    yuyv = FakeCapture(formats=(YUYV,), frames=[np.zeros((480, 640, 3), np.uint8)])
+    caps = {"video1": yuyv, "video2": FakeCapture(frames=[]), "video3": FakeCapture(opened=False)}
+    tried: list[str] = []
+
+    def opener(path: str) -> FakeCapture:
+        tried.append(os.path.basename(path))
+        return caps[os.path.basename(path)]
+
+    with caplog.at_level(logging.INFO, logger="snapshot_stream.v4l2"):
+        cap, settings, _ = v4l2.first_working(
+            640, 480, 25, 1, opener=opener, dev_dir=dev, probe=probe
+        )
+    # MJPG cameras first, in node order; the metadata node is never opened in OpenCV.
+    assert tried == ["video2", "video3", "video1"]
+    assert cap is yuyv and settings.fourcc == "YUYV" and not settings.passthrough
+    infos, _ = info_and_warnings(caplog)
+    assert f"{dev}/video1: no MJPG camera delivered a frame, using this one" in infos
+
+
+def test_first_working_lists_skipped_nodes_in_node_order(tmp_path) -> None:
+    dev = make_nodes(tmp_path, "video0", "video1")
+    probe = FakeProbe({"video0": NodeInfo(False, False, "not a V4L2 device")})
+    with pytest.raises(NoWorkingCamera) as excinfo:
+        v4l2.first_working(
+            640, 480, 25, 1, opener=lambda p: FakeCapture(frames=[]), dev_dir=dev, probe=probe
+        )
+    assert str(excinfo.value) == (
+        f"no working camera: {dev}/video0: not a V4L2 device; {dev}/video1: no frame (read failed)"
+    )
+
+
+def test_limit_frame_wait_keeps_a_user_value(monkeypatch) -> None:
+    monkeypatch.delenv(v4l2.SELECT_TIMEOUT_ENV, raising=False)
+    assert v4l2.limit_frame_wait(25) == 2
+    assert os.environ[v4l2.SELECT_TIMEOUT_ENV] == "2"
+    monkeypatch.delenv(v4l2.SELECT_TIMEOUT_ENV)
+    assert v4l2.limit_frame_wait(1) == 3  # three frame periods at 1 fps
+    monkeypatch.setenv(v4l2.SELECT_TIMEOUT_ENV, "7")
+    assert v4l2.limit_frame_wait(25) == 7
+
+
+def test_bandwidth_reason_says_what_to_do() -> None:
+    yuyv = v4l2.bandwidth_reason(Mode("YUYV", 1280, 720, 10))
+    assert "USB bandwidth" in yuyv and "use MJPG" in yuyv and "another USB bus" in yuyv
+    mjpg = v4l2.bandwidth_reason(Mode("MJPG", 1920, 1080, 30))
+    assert "MJPG 1920x1080 @ 30 fps" in mjpg and "use MJPG" not in mjpg
+    assert "smaller --width/--height or --fps" in mjpg

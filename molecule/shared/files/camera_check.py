@@ -2,7 +2,7 @@
 """Molecule verifier helper, run INSIDE a container (python3 stdlib only, no OpenCV needed).
 
   camera_check.py stream PORT [--host H] [--seconds S] [--user U --password P]
-      reads /stream for S seconds, checks every part is a whole JPEG (SOI..EOI) and decodes its size
+      reads /stream for S seconds (with mjpegclient.py, which must sit next to this file), checks every part is a whole JPEG (SOI..EOI) and decodes its size
       from the SOF marker; also fetches /snapshot.jpg and /healthz. Prints one JSON object.
   camera_check.py restart UNIT PORT [--host H] [--within S] [--user U --password P]
       kill -9 the unit's MainPID, then waits until systemd started a NEW MainPID and /stream yields a
@@ -83,51 +83,51 @@ def get(path, host, port, auth=None, timeout=5):
 
 def read_stream(host, port, seconds, auth=None, max_frames=None, timeout=5):
     """Reads multipart parts from /stream for `seconds`; returns a result dict."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    conn.request("GET", "/stream", headers=headers(auth))
-    resp = conn.getresponse()
+    # The strict MJPEG client shared with the app's tests and bench/ (app/snapshot_stream/
+    # mjpegclient.py, standard library only), copied next to this file by the verify playbooks;
+    # imported here so that `units` and `scan` work without it.
+    from mjpegclient import MjpegClient, ProtocolError
+
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    extra = {"Authorization": headers(auth)["Authorization"]} if auth else {}
+    client = MjpegClient(
+        f"http://{hostport}/stream", timeout=timeout, request_headers=extra
+    )
     out = {
-        "status": resp.status,
-        "content_type": resp.getheader("Content-Type", ""),
+        "status": client.status,
+        "content_type": client.headers.get("content-type", ""),
         "frames": 0,
         "bad_frames": 0,
     }
-    if resp.status != 200:
-        conn.close()
+    if client.status != 200:
+        client.close()
         return out
-    boundary = b"--frame"
     sizes, stamps, arrivals = set(), [], []
     deadline = None
-    while True:
-        line = resp.readline()
-        if not line:
-            break
-        if not line.strip().startswith(boundary):
-            continue
-        part = {}
+    try:
         while True:
-            h = resp.readline()
-            if not h or not h.strip():
+            try:
+                part = client.read_part()
+            except EOFError:
                 break
-            k, _, v = h.decode("latin-1").partition(":")
-            part[k.strip().lower()] = v.strip()
-        if "content-length" not in part:
-            continue
-        data = resp.read(int(part["content-length"]))
-        now = time.monotonic()
-        if deadline is None:
-            deadline = now + seconds
-        out["frames"] += 1
-        if jpeg_ok(data) and part.get("content-type") == "image/jpeg":
-            sizes.add(jpeg_size(data))
-        else:
-            out["bad_frames"] += 1
-        arrivals.append(now)
-        if "x-timestamp" in part:
-            stamps.append(float(part["x-timestamp"]))
-        if now >= deadline or (max_frames and out["frames"] >= max_frames):
-            break
-    conn.close()
+            except ProtocolError as exc:
+                out["error"] = str(exc)
+                break
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + seconds
+            out["frames"] += 1
+            if jpeg_ok(part.jpeg) and part.headers.get("content-type") == "image/jpeg":
+                sizes.add(jpeg_size(part.jpeg))
+            else:
+                out["bad_frames"] += 1
+            arrivals.append(now)
+            if "x-timestamp" in part.headers:
+                stamps.append(part.timestamp)
+            if now >= deadline or (max_frames and out["frames"] >= max_frames):
+                break
+    finally:
+        client.close()
     out["sizes"] = sorted(list(s) for s in sizes)
     # The first part can be an already-buffered frame: measure the rate from the second one on.
     if len(arrivals) >= 3:

@@ -96,6 +96,8 @@ def env_text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return ",".join(env_text(v) for v in value)
+    if isinstance(value, Mapping):  # controls: {name: value} -> name=value,name=value
+        return ",".join(f"{k}={env_text(v)}" for k, v in value.items())
     return str(value)
 
 

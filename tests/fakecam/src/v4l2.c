@@ -298,6 +298,24 @@ static uint64_t kernel_version(void)
 
 /* ---- formats ---- */
 
+/* What uvcvideo reports for a frame size of a format: progressive sRGB, bytes per line and
+ * image size from the format. ``priv`` is kept as the caller decides (TRY_FMT echoes it). */
+static void fill_pix(struct v4l2_pix_format *pix, const struct fc_format *fmt,
+		     const struct fc_frame *fr, uint32_t priv)
+{
+	memset(pix, 0, sizeof(*pix));
+	pix->width = fr->width;
+	pix->height = fr->height;
+	pix->pixelformat = fmt->fourcc;
+	pix->field = V4L2_FIELD_NONE;
+	pix->bytesperline = bytesperline(fmt, fr);
+	pix->sizeimage = sizeimage(fr);
+	pix->colorspace = V4L2_COLORSPACE_SRGB;
+	pix->xfer_func = V4L2_XFER_FUNC_709;
+	pix->ycbcr_enc = V4L2_YCBCR_ENC_601;
+	pix->priv = priv;
+}
+
 /* uvc_v4l2_try_format: unknown fourcc -> the default format; the size nearest by the area
  * the two rectangles do not share; the frame's default interval. */
 static void try_format(struct fc_cam *c, struct v4l2_format *f, int *fi, int *fri)
@@ -326,19 +344,7 @@ static void try_format(struct fc_cam *c, struct v4l2_format *f, int *fi, int *fr
 			break;
 	}
 	const struct fc_frame *fr = &fmt->frames[bi];
-	struct v4l2_pix_format *pix = &f->fmt.pix;
-	uint32_t priv = pix->priv;
-	memset(pix, 0, sizeof(*pix));
-	pix->width = fr->width;
-	pix->height = fr->height;
-	pix->pixelformat = fmt->fourcc;
-	pix->field = V4L2_FIELD_NONE;
-	pix->bytesperline = bytesperline(fmt, fr);
-	pix->sizeimage = sizeimage(fr);
-	pix->colorspace = V4L2_COLORSPACE_SRGB;
-	pix->xfer_func = V4L2_XFER_FUNC_709;
-	pix->ycbcr_enc = V4L2_YCBCR_ENC_601;
-	pix->priv = priv;
+	fill_pix(&f->fmt.pix, fmt, fr, f->fmt.pix.priv);
 	if (fi)
 		*fi = idx;
 	if (fri)
@@ -362,17 +368,7 @@ static void get_format(struct fc_cam *c, struct v4l2_format *f)
 	const struct fc_format *fmt = cur_format(c);
 	const struct fc_frame *fr = cur_frame(c);
 	memset(&f->fmt, 0, sizeof(f->fmt));
-	struct v4l2_pix_format *pix = &f->fmt.pix;
-	pix->width = fr->width;
-	pix->height = fr->height;
-	pix->pixelformat = fmt->fourcc;
-	pix->field = V4L2_FIELD_NONE;
-	pix->bytesperline = bytesperline(fmt, fr);
-	pix->sizeimage = sizeimage(fr);
-	pix->colorspace = V4L2_COLORSPACE_SRGB;
-	pix->xfer_func = V4L2_XFER_FUNC_709;
-	pix->ycbcr_enc = V4L2_YCBCR_ENC_601;
-	pix->priv = V4L2_PIX_FMT_PRIV_MAGIC;
+	fill_pix(&f->fmt.pix, fmt, fr, V4L2_PIX_FMT_PRIV_MAGIC);
 }
 
 /* ---- controls ---- */
