@@ -2,36 +2,29 @@
 C920 (tests/fakecam): the widgets change the camera (read back with v4l2-ctl in the same
 emulation directory) and the "copy for the inventory" snippet follows.
 
-Needs the Debian packages chromium and chromium-driver (skipped, with the reason, when a
-binary is missing) and the pinned selenium of requirements-dev.txt. Saves a screenshot of the
-panel to artifacts/camera-controls.png.
+Drives Chromium through tests/camera_wall.py's helper. Needs the Debian packages chromium and
+chromium-driver (skipped, with the reason, when a binary is missing) and the pinned selenium of
+requirements-dev.txt. Saves a screenshot of the panel to artifacts/camera-controls.png.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-import os
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
+from conftest import APP_DIR, local_non_loopback_ipv4, wait_for
+from emulated import cameras, get_controls, streamer
 
-import camera_wall as wall
-from test_outputs import REPO
-
-sys.path.insert(0, str(REPO / "tests" / "fakecam"))
-import fakecam
+sys.path.insert(0, str(APP_DIR.parent / "tests"))
+import camera_wall as wall  # the repository's Chromium helper
 
 pytestmark = pytest.mark.timeout(180)
 
-ARTIFACTS = REPO / "artifacts"
+ARTIFACTS = APP_DIR.parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -40,69 +33,6 @@ def tools() -> dict[str, str]:
     if missing:
         pytest.skip(f"missing binaries; install the Debian packages: {' '.join(missing)}")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _outside_address() -> str | None:
-    """This machine's non-loopback IPv4 address: a client connecting to it is not loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # UDP: picks a route and source address, sends nothing
-        except OSError:
-            return None
-        addr = s.getsockname()[0]
-    return None if ipaddress.ip_address(addr).is_loopback else addr
-
-
-@contextlib.contextmanager
-def streamer(cams: fakecam.Cameras, hosts: str, log: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in cams.env(dev=True).items() if not k.startswith("SNAPSHOT_STREAM_")}
-    cmd = [sys.executable, "-m", "snapshot_stream", "--device", "/dev/video0", "--fps", "10"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*cmd, "--host", hosts, "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url + "/controls", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"streamer not ready: {log.read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def camera(cams: fakecam.Cameras, *names: str) -> dict[str, int]:
-    out = subprocess.run(
-        ["v4l2-ctl", "-d", "/dev/video0", "--get-ctrl", ",".join(names)],
-        env=cams.env(dev=True),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    pairs = (line.split(": ") for line in out.stdout.splitlines())
-    return {name: int(value.split()[0]) for name, value in pairs}
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
@@ -116,16 +46,22 @@ def until(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
         time.sleep(0.1)
 
 
-def test_the_focus_slider_sets_the_camera_and_the_snippet_follows(tmp_path, tools) -> None:
+def test_the_focus_slider_sets_the_camera_and_the_snippet_follows(tmp_path, spawn, tools) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    cams = fakecam.create(tmp_path / "cam", cameras=1, profiles=["c920"])
-    outside = _outside_address()
+    cams = cameras(tmp_path, "c920")
+    outside = local_non_loopback_ipv4()
     hosts = f"127.0.0.1,{outside}" if outside else "127.0.0.1"
-    log = tmp_path / "streamer.log"
-    with streamer(cams, hosts, log) as url, wall.chromium(tools) as driver:
+    proc = streamer(spawn, cams, "--device", "/dev/video0", "--fps", "10", "--host", hosts)
+    url = proc.url
+    assert wait_for(lambda: requests.get(url + "/controls", timeout=5).ok, 10), proc.log()
+
+    def camera(*names: str) -> dict[str, int]:
+        return get_controls(cams, names)
+
+    with wall.chromium(tools) as driver:
         driver.get(url + "/")
         focus = until(
             lambda: driver.find_elements(By.ID, "ctl-focus_absolute"), "the panel is built"
@@ -140,13 +76,13 @@ def test_the_focus_slider_sets_the_camera_and_the_snippet_follows(tmp_path, tool
         # Autofocus off, through the page: the slider becomes usable (flags re-read).
         autofocus.click()
         until(focus.is_enabled, "focus_absolute enabled after autofocus went off")
-        assert camera(cams, "focus_automatic_continuous") == {"focus_automatic_continuous": 0}
+        assert camera("focus_automatic_continuous") == {"focus_automatic_continuous": 0}
 
         # Move the focus slider (the keyboard moves it a step, 5, per key).
         focus.send_keys(*[Keys.ARROW_RIGHT] * 8)
         until(
-            lambda: camera(cams, "focus_absolute") == {"focus_absolute": 40},
-            f"focus_absolute=40 on the camera (it has {camera(cams, 'focus_absolute')})",
+            lambda: camera("focus_absolute") == {"focus_absolute": 40},
+            "focus_absolute=40 on the camera",
         )
         until(
             lambda: "focus_absolute: 40" in snippet.get_attribute("value"),
@@ -165,7 +101,7 @@ def test_the_focus_slider_sets_the_camera_and_the_snippet_follows(tmp_path, tool
             lambda: "power_line_frequency: 1  # 50 Hz" in snippet.get_attribute("value"),
             "the snippet shows power_line_frequency",
         )
-        assert camera(cams, "power_line_frequency") == {"power_line_frequency": 1}
+        assert camera("power_line_frequency") == {"power_line_frequency": 1}
         assert "Set power_line_frequency = 1." in driver.find_element(By.ID, "controls-status").text
         ARTIFACTS.mkdir(exist_ok=True)
         panel = driver.find_element(By.ID, "controls")
@@ -187,5 +123,5 @@ def test_the_focus_slider_sets_the_camera_and_the_snippet_follows(tmp_path, tool
         assert len(widgets) == 17 and not any(w.is_enabled() for w in widgets)
         text = driver.find_element(By.ID, "controls").text
         assert f"your address {outside} is not one of them" in text
-    assert "Traceback" not in log.read_text()
-    assert os.path.exists(ARTIFACTS / "camera-controls.png")
+    assert "Traceback" not in proc.log()
+    assert (ARTIFACTS / "camera-controls.png").exists()
