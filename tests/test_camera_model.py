@@ -186,7 +186,10 @@ def problems(cameras, **kw):
         ({"name": "a", "device": "it's"}, "SNAPSHOT_STREAM_DEVICE must not hold a single quote"),
         ({"name": "a", "extra_env": {"X": "a\nb"}}, "X must not hold a single quote or a line"),
         ({"name": "a", "controls": {"Focus": 1}}, "controls must name controls in lower case"),
-        ({"name": "a", "controls": {"gain": "1,2"}}, "controls must be NAME=VALUE pairs"),
+        ({"name": "a", "controls": {"gain": "1,2"}}, "controls: gain's value must not hold a"),
+        ({"name": "a", "controls": ["focus_absolute=40"]}, "controls must be a mapping of V4L2"),
+        ({"name": "a", "controls": {"focus": {"absolute": 40}}}, "controls: focus must be one val"),
+        ({"name": "a", "controls": {"gain": None}}, "controls: gain must be one value"),
     ],
 )
 def test_each_problem_is_one_clear_line(camera, expected):
@@ -270,14 +273,46 @@ def _app_error(tmp_path: Path, key: str, value: object) -> str:
     return match.group(1)  # "must be ... (got ...)"
 
 
+# Malformed `controls:` (only the camera knows which names and values exist; the role checks
+# the shape the env file needs): value, the role's message.
+BAD_CONTROLS = [
+    (
+        ["focus_automatic_continuous=0", "focus_absolute=40"],
+        "controls must be a mapping of V4L2 control name to value, e.g. "
+        "{focus_automatic_continuous: 0, power_line_frequency: 50 Hz} "
+        '(got [\\"focus_automatic_continuous=0\\", \\"focus_absolute=40\\"])',
+    ),
+    (
+        {"power_line_frequency": "50 Hz, 60 Hz"},
+        "controls: power_line_frequency's value must not hold a comma, = or a line break "
+        "(got 50 Hz, 60 Hz): the env file lists controls as name=value,...",
+    ),
+    (
+        {"focus": {"absolute": 40}},
+        "controls: focus must be one value: a number, true/false or a menu entry's name "
+        '(got {\\"absolute\\": 40})',
+    ),
+    ({"Focus_Absolute": 40}, "controls must name controls in lower case, as v4l2-ctl does"),
+]
+
+
 @pytest.mark.timeout(300)
 def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_path):
     # One host per bad value (plus a good one), all on this machine: the role's check comes
     # first and stops each bad host before any change; the good host stops after the check.
-    hosts = {"pi-good": {"snapshot_stream_cameras": [{"name": "front", "port": 8080}]}}
+    hosts = {
+        "pi-good": {
+            "snapshot_stream_cameras": [
+                {"name": "front", "port": 8080, "controls": {"power_line_frequency": "50 Hz"}}
+            ]
+        }
+    }
     for i, (key, value) in enumerate(BAD):
         camera = {"name": "front", "port": 8080, key: value}
         hosts[f"pi-bad-{i}"] = {"snapshot_stream_cameras": [camera]}
+    for i, (value, _message) in enumerate(BAD_CONTROLS):
+        camera = {"name": "front", "port": 8080, "controls": value}
+        hosts[f"pi-controls-{i}"] = {"snapshot_stream_cameras": [camera]}
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(
         yaml.safe_dump(
@@ -343,6 +378,11 @@ def test_the_role_and_the_app_refuse_the_same_values_with_the_apps_message(tmp_p
         role_says = f"camera {'front' if key != 'name' else 'x' * 65} of {name}: {key} {app_says}"
         failed = [line for line in r.stdout.splitlines() if line.startswith(f"fatal: [{name}]")]
         assert failed and role_says in failed[0].replace("\\n", "\n"), (role_says, failed)
+    for i, (_value, message) in enumerate(BAD_CONTROLS):
+        name = f"pi-controls-{i}"
+        assert recap.get(name) == "1", (name, r.stdout)
+        failed = [line for line in r.stdout.splitlines() if line.startswith(f"fatal: [{name}]")]
+        assert failed and f"camera front of {name}: {message}" in failed[0], (message, failed)
 
 
 # -- tailscale serve --------------------------------------------------------------------------

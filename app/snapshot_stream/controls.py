@@ -9,15 +9,21 @@ accepts, and streaming goes on. Automatic modes are set before the manual values
 kept is read back and logged.
 
 A camera forgets its controls when it loses power (a replug, a USB reset): that is why they
-are applied on every open, not once at start.
+are applied on every open, not once at start. ``POST /controls`` changes them at run time
+(:meth:`Applier.change`); those changes are applied on every later open too, until the
+process ends: a restart goes back to ``--controls``, the inventory's values.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import videodev
 from .options import Controls
@@ -135,14 +141,32 @@ def _inactive_reason(name: str, by_name: dict[str, ControlInfo]) -> str:
 
 @dataclass
 class Result:
-    """What one application of the controls did."""
+    """What one application of controls did."""
 
-    applied: dict[str, int]  # name -> value read back after setting
-    problems: list[str]  # one line per bad entry
+    applied: dict[str, int] = field(default_factory=dict)  # name -> value read back
+    errors: dict[str, str] = field(default_factory=dict)  # name -> one line on what is wrong
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.errors.values())
+
+
+class Unavailable(Exception):
+    """The camera cannot be reached now (not opened yet, unplugged): try again later."""
+
+
+_GONE = {errno.ENODEV, errno.ENOENT, errno.ENXIO}
 
 
 class Applier:
-    """Applies one ``--controls`` spec to a device; lives as long as the process.
+    """The controls of the process's camera, and every use of them.
+
+    What the camera should be set to starts as ``--controls`` (the inventory's values) and
+    changes through :meth:`change` (``POST /controls``); it lives as long as the process, so
+    a restart goes back to the inventory. :meth:`apply` sets it on every open. One lock
+    serialises the controls ioctls of the capture thread (apply on open) and the web threads
+    (read, change); V4L2 lets a second descriptor of the same process set controls while
+    OpenCV streams on the first.
 
     It remembers which problems and read-backs were already logged, so a camera that is
     reopened every few seconds (replug, backoff, --idle-release) does not repeat them.
@@ -150,24 +174,37 @@ class Applier:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = apply_order(spec)
+        self._wanted: dict[str, str] = dict(self.spec)
+        self._runtime: set[str] = set()  # names changed through change()
+        self._lock = threading.Lock()
+        self.path: str | None = None  # the camera's node, as last opened
+        self._first_open = True
         self._logged: set[str] = set()
         self._last_readback: dict[str, int] | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.spec)
-
     def apply(self, path: str) -> Result:
-        """Set the controls on ``path`` (already open elsewhere for streaming)."""
-        result = Result({}, [])
-        if not self.spec:
-            return result
-        try:
-            with videodev.Device(path) as dev:
-                self._apply(dev, path, result)
-        except OSError as exc:
-            # The camera went away between opening and now: the stream reports that.
-            self._once(logging.WARNING, f"{path}: cannot set controls: {exc.strerror or exc}")
-            return result
+        """Set the wanted controls on ``path`` (just opened elsewhere for streaming).
+
+        The first time in the process, the controls nobody asked for go back to their
+        defaults first: a camera that kept its power across a restart must look as it does
+        after a replug (its defaults plus the inventory's values), whatever was changed on
+        it before.
+        """
+        with self._lock:
+            self.path = path
+            spec = apply_order(tuple(self._wanted.items()))
+            try:
+                with videodev.Device(path) as dev:
+                    if self._first_open:
+                        self._reset_others(dev)
+                        self._first_open = False
+                    result = self._set(dev, spec, quiet=True) if spec else Result()
+            except OSError as exc:
+                # The camera went away between opening and now: the stream reports that.
+                self._once(logging.WARNING, f"{path}: cannot set controls: {exc.strerror or exc}")
+                return Result()
+        for problem in result.problems:
+            self._once(logging.WARNING, f"{path}: controls: {problem}")
         if result.applied and result.applied != self._last_readback:
             shown = ", ".join(f"{name}={value}" for name, value in result.applied.items())
             level = logging.INFO if self._last_readback is None else logging.DEBUG
@@ -175,41 +212,149 @@ class Applier:
             self._last_readback = dict(result.applied)
         return result
 
-    def _apply(self, dev: videodev.Device, path: str, result: Result) -> None:
+    def _reset_others(self, dev: videodev.Device) -> None:
         infos = dev.controls()
-        by_name = {info.name: info for info in infos}
+        values = read_values(dev, infos)
+        reset: list[str] = []
+        for info in changed_controls(infos, values):
+            if info.name in self._wanted:
+                continue
+            # An automatic mode set back just before may have taken this one over.
+            current = dev.query(info)
+            if current.inactive:
+                continue
+            try:
+                dev.set_control(current, info.default)
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    raise
+                log.debug("%s: %s not set back to %d: %s", dev.path, info.name, info.default, exc)
+                continue
+            reset.append(f"{info.name}={info.default} (was {values[info.id]})")
+        if reset:
+            log.info(
+                "%s: controls not in --controls set back to their defaults: %s",
+                dev.path,
+                ", ".join(reset),
+            )
+
+    def _set(self, dev: videodev.Device, spec: Spec, *, quiet: bool = False) -> Result:
+        """Set ``spec`` (in its order) on ``dev``; with ``quiet``, a control left inactive by
+        an automatic mode that was switched on at run time is skipped without a problem."""
+        result = Result()
+        by_name = {info.name: info for info in dev.controls()}
         done: list[ControlInfo] = []
-        for name, raw in self.spec:
+        for name, raw in spec:
             info = by_name.get(name)
-            problem: str | None = None
             if info is None:
                 offered = ", ".join(sorted(by_name))
-                problem = f"unknown control {name!r}; this camera offers: {offered}"
-            elif info.read_only:
-                problem = f"{name} is read-only"
-            else:
-                try:
-                    value = resolve(info, raw)
-                except ValueError as exc:
-                    problem = str(exc)
-                else:
-                    # An automatic mode set just before may have changed the flags.
-                    current = dev.query(info)
-                    if current.inactive:
-                        problem = f"{name}={raw} not set: {_inactive_reason(name, by_name)}"
-                    else:
-                        try:
-                            dev.set_control(current, value)
-                        except OSError as exc:
-                            problem = f"{name}={raw} refused by the camera: {exc.strerror}"
-                        else:
-                            done.append(current)
-            if problem is not None:
-                result.problems.append(problem)
-                self._once(logging.WARNING, f"{path}: controls: {problem}")
+                result.errors[name] = f"unknown control {name!r}; this camera offers: {offered}"
+                continue
+            if info.read_only:
+                result.errors[name] = f"{name} is read-only"
+                continue
+            try:
+                value = resolve(info, raw)
+            except ValueError as exc:
+                result.errors[name] = str(exc)
+                continue
+            # An automatic mode set just before may have changed the flags.
+            current = dev.query(info)
+            if current.inactive:
+                if quiet and self._governed_at_runtime(name):
+                    log.debug("%s: %s left alone: an automatic mode governs it", dev.path, name)
+                    continue
+                reason = _inactive_reason(name, by_name)
+                result.errors[name] = f"{name}={raw} not set: {reason}"
+                continue
+            try:
+                dev.set_control(current, value)
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    raise
+                result.errors[name] = f"{name}={raw} refused by the camera: {exc.strerror}"
+                continue
+            done.append(current)
         if done:
             values = dev.get_controls(done)
             result.applied = {info.name: values[info.id] for info in done}
+        return result
+
+    def _governed_at_runtime(self, name: str) -> bool:
+        return any(auto in self._runtime for auto, _ in AUTO_MODES.get(name, ()))
+
+    # -- the web layer: GET and POST /controls ------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Every control of the camera with its current value (GET /controls)."""
+        with self._lock:
+            path = self._reachable_path()
+            try:
+                with videodev.Device(path) as dev:
+                    return self._describe(dev)
+            except OSError as exc:
+                raise Unavailable(f"{path}: {_os_reason(exc)}") from None
+
+    def change(self, values: Mapping[str, object]) -> tuple[Result, dict[str, Any]]:
+        """Set ``values`` (name -> JSON value) now and keep them for every later open.
+
+        Returns what was applied and the errors (both by name, in the order given), and the
+        camera's controls afterwards (as :meth:`describe`). Unavailable when the camera
+        cannot be reached: nothing is kept then, as nothing could be checked.
+        """
+        errors: dict[str, str] = {}
+        entries: list[tuple[str, str]] = []
+        for name, value in values.items():
+            try:
+                entries.append((name, json_value(value)))
+            except ValueError as exc:
+                errors[name] = f"{_shown_name(name)}: {exc}"
+        with self._lock:
+            path = self._reachable_path()
+            try:
+                with videodev.Device(path) as dev:
+                    result = self._set(dev, apply_order(tuple(entries)))
+                    for name, value in result.applied.items():
+                        self._wanted[name] = str(value)
+                        self._runtime.add(name)
+                    self._pin_partners(dev, result.applied)
+                    state = self._describe(dev)
+            except OSError as exc:
+                raise Unavailable(f"{path}: {_os_reason(exc)}") from None
+        errors.update(result.errors)
+        result.errors = {name: errors[name] for name in values if name in errors}
+        result.applied = {name: result.applied[name] for name in values if name in result.applied}
+        return result, state
+
+    def _pin_partners(self, dev: videodev.Device, applied: Mapping[str, int]) -> None:
+        """An automatic mode switched off hands the controls it governed to the user at what
+        the camera shows now: a replug must bring back that picture, not the defaults."""
+        by_name: dict[str, ControlInfo] | None = None
+        for manual, modes in AUTO_MODES.items():
+            if manual in applied or not any(auto in applied for auto, _ in modes):
+                continue
+            by_name = by_name or {info.name: info for info in dev.controls()}
+            info = by_name.get(manual)
+            if info is None or info.read_only or dev.query(info).inactive:
+                continue
+            self._wanted[manual] = str(dev.get_control(info))
+            self._runtime.add(manual)
+
+    def _reachable_path(self) -> str:
+        if self.path is None:
+            raise Unavailable("the camera has not been opened yet")
+        return self.path
+
+    def _describe(self, dev: videodev.Device) -> dict[str, Any]:
+        cap = dev.querycap()
+        infos = dev.controls()
+        values = read_values(dev, infos)
+        return {
+            "device": dev.path,
+            "card": cap.card.decode("utf-8", "replace"),
+            "controls": [control_json(info, values.get(info.id)) for info in infos],
+            "runtime": {name: int(self._wanted[name]) for name in sorted(self._runtime)},
+            "inventory": inventory_snippet(infos, values),
+        }
 
     def _once(self, level: int, message: str) -> None:
         if message in self._logged:
@@ -217,6 +362,131 @@ class Applier:
             return
         self._logged.add(message)
         log.log(level, "%s", message)
+
+
+def json_value(value: object) -> str:
+    """A control value from JSON as --controls would give it (resolve() checks it)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+        return value
+    raise ValueError(
+        "must be a number, true/false or a menu entry's name "
+        f"(got {json.dumps(value)[:40] if _jsonable(value) else type(value).__name__})"
+    )
+
+
+def _jsonable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _shown_name(name: str) -> str:
+    return name if len(name) <= 64 else name[:61] + "..."
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno in _GONE:
+        return "no such device (unplugged?)"
+    return exc.strerror or str(exc)
+
+
+# -- what the camera offers, for GET /controls and the inventory ------------------------------
+_FLAG_NAMES = (
+    (videodev.CTRL_FLAG_DISABLED, "disabled"),
+    (videodev.CTRL_FLAG_GRABBED, "grabbed"),
+    (videodev.CTRL_FLAG_READ_ONLY, "read-only"),
+    (videodev.CTRL_FLAG_UPDATE, "update"),
+    (videodev.CTRL_FLAG_INACTIVE, "inactive"),
+    (videodev.CTRL_FLAG_SLIDER, "slider"),
+    (videodev.CTRL_FLAG_WRITE_ONLY, "write-only"),
+    (videodev.CTRL_FLAG_VOLATILE, "volatile"),
+    (videodev.CTRL_FLAG_HAS_PAYLOAD, "has-payload"),
+    (videodev.CTRL_FLAG_EXECUTE_ON_WRITE, "execute-on-write"),
+    (videodev.CTRL_FLAG_MODIFY_LAYOUT, "modify-layout"),
+)
+
+
+def flag_names(flags: int) -> list[str]:
+    """The flags as v4l2-ctl names them ('inactive', 'read-only', 'slider', ...)."""
+    return [name for bit, name in _FLAG_NAMES if flags & bit]
+
+
+def read_values(dev: videodev.Device, infos: Sequence[ControlInfo]) -> dict[int, int]:
+    """Current values of the controls that have one, by id; a control the camera fails to
+    report (some UVC cameras answer a few with EIO) is left out rather than failing all."""
+    readable = [
+        i for i in infos if i.type in _VALUE_TYPES and not i.flags & videodev.CTRL_FLAG_WRITE_ONLY
+    ]
+    try:
+        return dev.get_controls(readable)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise
+    values: dict[int, int] = {}
+    for info in readable:
+        try:
+            values[info.id] = dev.get_control(info)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                raise
+    return values
+
+
+def control_json(info: ControlInfo, value: int | None) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "label": info.label,
+        "type": info.type_name,
+        "min": info.minimum,
+        "max": info.maximum,
+        "step": info.step,
+        "default": info.default,
+        "value": value,
+        "flags": flag_names(info.flags),
+        "menu": [{"value": index, "name": entry} for index, entry in info.menu] or None,
+    }
+
+
+def changed_controls(infos: Sequence[ControlInfo], values: Mapping[int, int]) -> list[ControlInfo]:
+    """The settable controls whose value differs from the default, automatic modes first.
+
+    Inactive and volatile ones are left out: an automatic mode governs them (the inventory
+    could not set them), or the camera changes them itself.
+    """
+    return apply_order_infos(
+        [
+            info
+            for info in infos
+            if info.type in _VALUE_TYPES
+            and not info.read_only
+            and not info.inactive
+            and not info.flags & videodev.CTRL_FLAG_VOLATILE
+            and info.id in values
+            and values[info.id] != info.default
+        ]
+    )
+
+
+def inventory_snippet(infos: Sequence[ControlInfo], values: Mapping[int, int]) -> str:
+    """The ``controls:`` mapping that sets the camera as it is now, for the inventory."""
+    changed = changed_controls(infos, values)
+    if not changed:
+        return "controls: {}\n"
+    lines = ["controls:"]
+    for info in changed:
+        value = values[info.id]
+        entry = f"  {info.name}: {value}"
+        name = dict(info.menu).get(value) if info.type == videodev.CTRL_TYPE_MENU else None
+        lines.append(f"{entry}  # {name}" if name else entry)
+    return "\n".join(lines) + "\n"
 
 
 # -- `snapshot-stream controls DEVICE` --------------------------------------------------------
@@ -238,7 +508,7 @@ def yaml_block(path: str, dev: videodev.Device) -> str:
         "# camera's defaults. Menu controls also take the entry's name, e.g. "
         "power_line_frequency: 50 Hz.",
     ]
-    changed = [i for i in infos if not i.read_only and values.get(i.id, i.default) != i.default]
+    changed = changed_controls(infos, values)
     lines.append("controls:" if changed else "controls: {}")
     width = max((len(i.name) for i in infos), default=0) + 2
     for info in apply_order_infos(infos):

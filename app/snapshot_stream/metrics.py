@@ -21,6 +21,19 @@ CONNECTION_CAPS = ("per_address", "total")
 
 
 @dataclass(frozen=True)
+class CameraFigures:
+    """A V4L2 camera's negotiated mode (None until it was first opened) and the bytes received."""
+
+    device: str | None
+    fourcc: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    bytes_total: int
+    bytes_per_second: float  # NaN when unknown (OpenCV decoded the frames)
+
+
+@dataclass(frozen=True)
 class MetricsSnapshot:
     """Point-in-time figures; counters are totals since the process started."""
 
@@ -44,6 +57,7 @@ class MetricsSnapshot:
     # Refusals by HTTP status, and connections closed at once by cap ("per_address", "total").
     requests_refused: dict[int, int] = field(default_factory=dict)
     connections_refused: dict[str, int] = field(default_factory=dict)
+    camera: CameraFigures | None = None  # None: the source is not a V4L2 camera
 
 
 def escape_label_value(value: str) -> str:
@@ -171,4 +185,36 @@ def render(snap: MetricsSnapshot) -> str:
     enc = w.family("encode_seconds", "summary", "Time spent encoding frames to JPEG.")
     w.sample(enc + "_sum", snap.encode_seconds_sum)
     w.sample(enc + "_count", snap.encode_count)
+    if snap.camera is not None:
+        _camera(w, snap.camera)
     return "\n".join(w.lines) + "\n"
+
+
+def _camera(w: _Writer, cam: CameraFigures) -> None:
+    if cam.device is not None:
+        info = w.family(
+            "camera_info", "gauge", "The camera's node and the pixel format it streams; always 1."
+        )
+        w.sample(info, 1, {"device": cam.device, "format": cam.fourcc or ""})
+        w.single("camera_width_pixels", "gauge", "Frame width the camera streams.", cam.width or 0)
+        w.single(
+            "camera_height_pixels", "gauge", "Frame height the camera streams.", cam.height or 0
+        )
+        w.single(
+            "camera_fps",
+            "gauge",
+            "Frame rate the camera accepted (VIDIOC_G_PARM), frames/s.",
+            float(cam.fps or 0.0),
+        )
+    w.single(
+        "camera_received_bytes_total",
+        "counter",
+        "Bytes of frames received from the camera (what crossed its USB bus).",
+        cam.bytes_total,
+    )
+    w.single(
+        "camera_received_bytes_per_second",
+        "gauge",
+        "Bytes per second received from the camera over the last seconds.",
+        cam.bytes_per_second,
+    )

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from .auth import AccessPolicy, BasicAuth, parse_networks
+from .camera import Camera
 from .capture import Capture
 from .config import Config
 from .guard import RefusalLog
@@ -53,10 +54,16 @@ class Streamer:
         self.config = config
         self.notifier = notifier
         self.hub = FrameHub()
-        self.capture = Capture(config, self.hub, factory or make_factory(config), notifier)
+        # Without --source the source is a camera: its controls and figures reach the routes.
+        self.camera = Camera(config) if config.source is None else None
+        self.capture = Capture(
+            config, self.hub, factory or make_factory(config, self.camera), notifier
+        )
         self.policy = build_policy(config)
         self.refusals = RefusalLog()
-        self.app = create_app(config, self.hub, self.capture, self.policy, self.refusals)
+        self.app = create_app(
+            config, self.hub, self.capture, self.policy, self.refusals, self.camera
+        )
         self.http = HttpServer(config, self.app, self.hub, self.policy, self.refusals, port)
 
     def start(self) -> None:

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from . import v4l2
+from .camera import Camera
 from .config import Config
-from .controls import Applier
 from .errors import NotMjpeg, SourceError
 from .logtext import redact_url
 from .synthetic import SyntheticSource
@@ -177,10 +177,10 @@ _FALLBACK_LOGGED: set[str] = set()
 class CameraSource:
     """A V4L2 camera: ``--device auto`` takes the first device that delivers a frame."""
 
-    def __init__(self, config: Config, controls: Applier | None = None) -> None:
+    def __init__(self, config: Config, camera: Camera | None = None) -> None:
         self.config = config
         self.device = config.device
-        self.controls = controls
+        self.camera = camera
         self._cap: Any = None
         self._settings: v4l2.DeviceSettings | None = None
         self._first: Any = None
@@ -206,9 +206,8 @@ class CameraSource:
             )
         self._cap, self._settings = cap, settings
         log.debug("camera %s: %s", self.describe(), settings)
-        if self.controls:
-            # On every open: a replugged or reset camera is back at its defaults.
-            self.controls.apply(settings.path)
+        if self.camera is not None:
+            self.camera.opened(settings)
 
     def read(self) -> Captured:
         if self._cap is None or self._settings is None:
@@ -223,6 +222,8 @@ class CameraSource:
                 # OpenCV does not say why; the probe finds out, with the device to itself.
                 self.close()
                 raise v4l2.read_failure(self._settings.path, self._settings, waited)
+        if self.camera is not None:
+            self.camera.frame(v4l2.bus_bytes(frame, self._settings))
         try:
             return v4l2.decode_frame(frame, self._settings)
         except SourceError:
@@ -241,8 +242,12 @@ def describe_source(config: Config) -> str:
     return "camera (auto)" if config.device == "auto" else config.device
 
 
-def make_factory(config: Config) -> SourceFactory:
-    """Return a callable building a fresh, unopened Source for --source / --device."""
+def make_factory(config: Config, camera: Camera | None = None) -> SourceFactory:
+    """Return a callable building a fresh, unopened Source for --source / --device.
+
+    ``camera`` is the process's link between the camera and the web layer (controls, the
+    negotiated mode, bytes received); one is made when the source is a camera and none given.
+    """
     spec = config.source
     if spec == "synthetic":
         return lambda: SyntheticSource(config.width, config.height)
@@ -254,6 +259,7 @@ def make_factory(config: Config) -> SourceFactory:
         if "://" in lower:  # rtsp:// and anything else FFmpeg understands
             return lambda: OpenCVSource(spec, config.buffersize)
         return lambda: OpenCVSource(spec, config.buffersize, is_file=True)
-    # One Applier for the process: it logs each bad entry once, not on every reopen.
-    controls = Applier(config.controls)
-    return lambda: CameraSource(config, controls)
+    # One Camera for the process: its controls outlive every reopen (and log each bad entry
+    # once), its figures are read by /healthz and /metrics.
+    link = camera or Camera(config)
+    return lambda: CameraSource(config, link)

@@ -487,6 +487,17 @@ def first_working(
     raise NoWorkingCamera("no working camera: " + listed)
 
 
+def bus_bytes(frame: np.ndarray, settings: DeviceSettings) -> int | None:
+    """How many bytes the camera sent for ``frame``: the JPEG buffer as the driver filled it
+    (passthrough), or a YUYV picture's two bytes per pixel; None when OpenCV decoded an MJPG
+    frame (its compressed size is gone)."""
+    if settings.passthrough and (frame.ndim == 1 or (frame.ndim == 2 and frame.shape[0] == 1)):
+        return int(frame.size)
+    if settings.fourcc == "YUYV":
+        return settings.width * settings.height * 2
+    return None
+
+
 def decode_frame(frame: np.ndarray, settings: DeviceSettings) -> bytes | np.ndarray:
     """The camera's JPEG bytes in passthrough mode, else the BGR image as read.
 

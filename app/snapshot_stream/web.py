@@ -1,14 +1,14 @@
 """The app's routes as a Flask Blueprint: /stream, snapshots, /healthz, /metrics and the page.
 
 Access control (allow-list, Basic auth, throttling) happens in the HTTP server before a
-request reaches these routes; a route that changes something checks
+request reaches these routes; a route that changes something (``POST /controls``) checks
 :meth:`AccessPolicy.may_write` itself. The objects the routes need are in
-``current_app.extensions["snapshot_stream"]`` (:class:`Services`), so more routes (issue 11's
-/controls) plug in without touching create_app.
+``current_app.extensions["snapshot_stream"]`` (:class:`Services`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -20,8 +20,10 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from . import metrics as metrics_mod
 from .auth import AccessPolicy
+from .camera import Camera
 from .capture import IDLE, STARTING, STREAMING, Capture
 from .config import Config
+from .controls import Unavailable
 from .guard import RefusalLog
 from .hub import (
     PLACEHOLDER_HEADER,
@@ -56,6 +58,7 @@ class Services:
     capture: Capture
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     refusals: RefusalLog = field(default_factory=RefusalLog)
+    camera: Camera | None = None  # None: the source is not a V4L2 camera
     started: float = field(default_factory=time.monotonic)
 
 
@@ -70,12 +73,13 @@ def create_app(
     capture: Capture,
     policy: AccessPolicy | None = None,
     refusals: RefusalLog | None = None,
+    camera: Camera | None = None,
 ) -> Flask:
     """Build the WSGI app around a hub and the capture that feeds it."""
     app = Flask("snapshot_stream")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["snapshot_stream"] = Services(
-        config, hub, capture, policy or AccessPolicy(), refusals or RefusalLog()
+        config, hub, capture, policy or AccessPolicy(), refusals or RefusalLog(), camera
     )
     app.register_blueprint(bp)
     return app
@@ -220,6 +224,8 @@ def health() -> tuple[bool, dict[str, Any]]:
         "last_frame_age": None if age is None else round(age, 3),
         "uptime": round(time.monotonic() - s.started, 3),
         "passthrough": bool(status["passthrough"]),
+        # The mode the camera accepted and what arrives from it (null for other sources).
+        "camera": s.camera.status() if s.camera is not None else None,
     }
     return healthy, body
 
@@ -259,9 +265,157 @@ def metrics() -> Response:
         uptime=float(body["uptime"]),
         requests_refused=dict(s.refusals.requests_refused),
         connections_refused=dict(s.refusals.connections_refused),
+        camera=_camera_figures(s.camera, body["camera"]),
     )
     text = metrics_mod.render(snap)
     return Response(text, 200, {**NO_CACHE, "Content-Type": metrics_mod.CONTENT_TYPE})
+
+
+def _camera_figures(
+    camera: Camera | None, status: dict[str, Any] | None
+) -> metrics_mod.CameraFigures | None:
+    if camera is None or status is None:
+        return None
+    rate = status["bytes_per_second"]
+    return metrics_mod.CameraFigures(
+        device=status["device"],
+        fourcc=status["format"],
+        width=status["width"],
+        height=status["height"],
+        fps=status["fps"],
+        bytes_total=camera.received.total,
+        bytes_per_second=float("nan") if rate is None else float(rate),
+    )
+
+
+# -- camera controls --------------------------------------------------------------------------
+# More entries than any camera has controls is not a request worth an ioctl.
+MAX_CHANGES = 64
+CONTROLS_RETRY_AFTER = "2"
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+JSON_HINT = (
+    "a JSON object of control name to value, Content-Type application/json, e.g. "
+    '{"focus_automatic_continuous": 0, "focus_absolute": 40}'
+)
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    resp = current_app.json.response(body)
+    resp.status_code = status
+    resp.headers.update({**NO_CACHE, **(headers or {})})
+    return resp
+
+
+def _no_camera() -> Response:
+    s = services()
+    return _json(
+        {
+            "error": f"no camera controls: the source ({s.capture.source_description}) is not "
+            "a V4L2 camera"
+        },
+        404,
+    )
+
+
+def _camera_unavailable(exc: Unavailable) -> Response:
+    s = services()
+    body = {"error": f"camera not available: {exc}", "state": s.capture.state}
+    if s.capture.reason:
+        body["reason"] = s.capture.reason
+    return _json(body, 503, {"Retry-After": CONTROLS_RETRY_AFTER})
+
+
+def write_rule(remote_addr: str) -> tuple[bool, str]:
+    """Whether this request may change controls, and the sentence saying who may."""
+    s = services()
+    if s.policy.auth is not None:
+        return True, "Changes need the password (HTTP Basic auth), as every page here does."
+    # A reverse proxy on this machine (tailscale serve, Caddy, nginx) makes every client look
+    # like loopback; the headers it adds give it away (a client adding them only loses rights).
+    proxy = next((h for h in PROXY_HEADERS if h in request.headers), None)
+    if proxy is not None:
+        return False, (
+            f"This request came through a proxy ({proxy}), which hides who sent it: without "
+            "a password (auth_user, auth_hash) no changes are accepted through it."
+        )
+    who = "Without a password, changes are accepted only from this machine (loopback)"
+    if s.config.allow:
+        who += " and the --allow networks"
+    if s.policy.may_write(remote_addr):
+        return True, f"{who}; your address {remote_addr} is one of them."
+    return False, (
+        f"{who}, and your address {remote_addr or '(unknown)'} is not one of them: set a "
+        "password (auth_user, auth_hash) or add your network to allow to change them from here."
+    )
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise ValueError(f"{name[:64]!r} is named twice")
+        found[name] = value
+    return found
+
+
+@bp.get("/controls")
+def controls_get() -> Response:
+    s = services()
+    if s.camera is None:
+        return _no_camera()
+    try:
+        body = s.camera.controls.describe()
+    except Unavailable as exc:
+        return _camera_unavailable(exc)
+    body["writable"], body["write_rule"] = write_rule(request.remote_addr or "")
+    return _json(body, 200)
+
+
+@bp.post("/controls")
+def controls_post() -> Response:
+    s = services()
+    remote = request.remote_addr or ""
+    writable, rule = write_rule(remote)
+    # A browser marks requests another site makes it send; such a write is never wanted
+    # (the JSON content type below already forces a CORS preflight, which gets no answer).
+    cross_site = request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site")
+    if not writable or cross_site:
+        why = "a cross-site request" if writable else "not allowed to write from here"
+        s.refusals.request(
+            403,
+            "controls write",
+            f"{log_safe(remote)} POST /controls refused (403): {why}",
+        )
+        return _json({"error": f"changing controls refused: {why}. {rule}"}, 403)
+    if s.camera is None:
+        return _no_camera()
+    if request.mimetype != "application/json":
+        return _json({"error": f"send the changes as JSON ({JSON_HINT})"}, 415)
+    try:
+        raw = request.get_data(cache=False) or b"null"
+        changes = json.loads(raw, object_pairs_hook=_unique_pairs)
+    except (ValueError, RecursionError) as exc:
+        return _json({"error": f"the body is not valid JSON: {str(exc)[:200]}"}, 400)
+    if not isinstance(changes, dict) or not changes:
+        return _json({"error": f"the body must be {JSON_HINT}"}, 400)
+    if len(changes) > MAX_CHANGES:
+        return _json({"error": f"at most {MAX_CHANGES} controls per request"}, 400)
+    try:
+        result, state = s.camera.controls.change(changes)
+    except Unavailable as exc:
+        return _camera_unavailable(exc)
+    if result.applied:
+        user = request.environ.get("REMOTE_USER")
+        shown = ", ".join(f"{name}={value}" for name, value in result.applied.items())
+        log.info(
+            "%s: controls changed by %s: %s",
+            state["device"],
+            log_safe(f"{user} from {remote}" if user else remote, 120),
+            log_safe(shown, 400),
+        )
+    body = {"applied": result.applied, "errors": result.errors, **state}
+    body["writable"], body["write_rule"] = writable, rule
+    return _json(body, 422 if result.errors else 200)
 
 
 # -- the page ---------------------------------------------------------------------------------
@@ -299,5 +453,13 @@ def page_context() -> dict[str, Any]:
 
 
 def page() -> Response:
-    body = render_template("index.html", **page_context())
+    s = services()
+    context = page_context()
+    template = "index.html"
+    if s.camera is not None:
+        # The camera panel (templates/camera.html extends the page).
+        template = "camera.html"
+        writable, rule = write_rule(request.remote_addr or "")
+        context["controls"] = {"writable": writable, "rule": rule}
+    body = render_template(template, **context)
     return Response(body, 200, NO_CACHE, mimetype="text/html")

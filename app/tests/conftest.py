@@ -4,6 +4,7 @@ strict stdlib one (snapshot_stream.mjpegclient), shared with bench/ and Molecule
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -130,6 +131,20 @@ def running(config: Config, factory: SourceFactory | None = None) -> Iterator[St
 
 def base_url(streamer: Streamer) -> str:
     return f"http://127.0.0.1:{streamer.port}"
+
+
+def local_non_loopback_ipv4() -> str | None:
+    """An address of this machine that is not loopback, so a connection to it is not 'local'."""
+    for probe in ("192.0.2.1", "10.255.255.254", "198.51.100.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe, 9))  # UDP: picks a route and source address, sends nothing
+            except OSError:
+                continue
+            addr = s.getsockname()[0]
+            if not ipaddress.ip_address(addr).is_loopback:
+                return addr
+    return None
 
 
 def cfg(**kw: object) -> Config:

@@ -283,8 +283,10 @@ def test_wrong_password_flood_is_contained(spawn) -> None:
     # The target is 100 ms (bench/ measures it); the bounds leave room for a busy machine.
     assert statistics.median(health) < 0.1 and max(health) < 1.0, health
     assert statistics.median(viewing) < 0.25 and max(viewing) < 1.0, viewing
-    # "At most about two verification times" (the one running, then ours), with a margin.
-    assert login < 2 * verify_s + 0.5, (login, verify_s)
+    # "At most about two verification times" (the one running, then ours; bench/ measures it).
+    # The bound leaves room for a loaded CI machine and still fails a login that queues behind
+    # the guessers: 100 of them make a queue of about 100 verifications.
+    assert login < 4 * verify_s + 1.0, (login, verify_s)
     # Guessing addresses were throttled before pbkdf2 ran.
     assert answers.count(429) > answers.count(401)
     log = proc.log()

@@ -7,6 +7,7 @@ import ipaddress
 import threading
 
 import pytest
+from conftest import local_non_loopback_ipv4
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from snapshot_stream import auth, logtext
@@ -370,22 +371,6 @@ def test_auth_only_policy_allows_any_address_with_credentials() -> None:
 
 
 # --- the real server (H1's streamer process) -----------------------------------------------------
-
-
-def local_non_loopback_ipv4() -> str | None:
-    """An address of this machine that is not loopback, so a connection to it is not 'local'."""
-    import socket
-
-    for probe in ("192.0.2.1", "10.255.255.254", "198.51.100.1"):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.connect((probe, 9))  # UDP: picks a route and source address, sends nothing
-            except OSError:
-                continue
-            addr = s.getsockname()[0]
-            if not ipaddress.ip_address(addr).is_loopback:
-                return addr
-    return None
 
 
 def refused_lines(log: str) -> list[str]:

@@ -18,60 +18,23 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import APP_DIR, MjpegClient, Part, wait_for
-
-FAKECAM = APP_DIR.parent / "tests" / "fakecam"
-sys.path.insert(0, str(FAKECAM))
-import fakecam  # noqa: E402
+from conftest import APP_DIR, MjpegClient, wait_for
+from emulated import (
+    cameras,
+    get_controls,
+    health,
+    placeholder_part,
+    real_part,
+    streamer,
+    write_jpegs,
+)
 
 
 @pytest.fixture(scope="module")
 def jpegs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[bytes]]:
     """Distinct 640x480 JPEGs for the camera to send; passthrough must serve these bytes."""
     folder = tmp_path_factory.mktemp("frames")
-    rng = np.random.default_rng(10)
-    found: set[bytes] = set()
-    for i in range(6):
-        image = rng.integers(0, 256, (480, 640, 3), np.uint8)
-        cv2.putText(image, str(i), (200, 300), cv2.FONT_HERSHEY_SIMPLEX, 6, (255, 255, 255), 12)
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
-        assert ok
-        (folder / f"{i:02d}.jpg").write_bytes(data.tobytes())
-        found.add(data.tobytes())
-    return folder, found
-
-
-def cameras(tmp_path: Path, *profiles: str, frames: Path | None = None) -> fakecam.Cameras:
-    return fakecam.create(
-        tmp_path / "cam", cameras=len(profiles), profiles=list(profiles), frames=frames
-    )
-
-
-def streamer(spawn, cams, *args: str):
-    return spawn(*args, env=cams.env(dev=True))
-
-
-def health(proc) -> tuple[int, dict]:
-    r = requests.get(proc.url + "/healthz", timeout=5)
-    return r.status_code, r.json()
-
-
-def real_part(client: MjpegClient, within: float) -> Part | None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        part = client.read_part()
-        if not part.placeholder:
-            return part
-    return None
-
-
-def placeholder_part(client: MjpegClient, within: float) -> Part | None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        part = client.read_part()
-        if part.placeholder:
-            return part
-    return None
+    return folder, write_jpegs(folder)
 
 
 # -- OpenCV against the camera ----------------------------------------------------------------
@@ -316,16 +279,7 @@ BAD = [
 
 
 def get_ctrls(cams) -> dict[str, int]:
-    out = subprocess.run(
-        ["v4l2-ctl", "-d", "/dev/video0", "--get-ctrl", ",".join(WANTED)],
-        env=cams.env(dev=True),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    pairs = (line.split(": ") for line in out.stdout.splitlines())
-    return {name: int(value.split()[0]) for name, value in pairs}  # "1 (Manual Mode)"
+    return get_controls(cams, WANTED)
 
 
 def test_controls_are_set_on_every_open(tmp_path, spawn) -> None:

@@ -6,6 +6,8 @@ test_camera_emulated.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from snapshot_stream import controls, videodev
@@ -147,3 +149,92 @@ def test_resolve_menu_entries_by_name_or_number() -> None:
     assert controls.resolve(EXPOSURE_MODE, "Manual Mode") == 1
     with pytest.raises(ValueError, match="not an entry"):
         controls.resolve(EXPOSURE_MODE, "2")
+
+
+# -- GET /controls and the inventory snippet (the routes run against the emulated camera in
+# -- test_controls_web.py) ---------------------------------------------------------------------
+def test_the_snippet_holds_what_differs_from_the_defaults_automatic_modes_first() -> None:
+    infos = [FOCUS, FLICKER, AUTOFOCUS, EXPOSURE_MODE]
+    values = {FOCUS.id: 40, FLICKER.id: 1, AUTOFOCUS.id: 0, EXPOSURE_MODE.id: 3}
+    assert controls.inventory_snippet(infos, values) == (
+        "controls:\n  focus_automatic_continuous: 0\n  focus_absolute: 40\n"
+        "  power_line_frequency: 1  # 50 Hz\n"
+    )
+    at_defaults = {FOCUS.id: 0, FLICKER.id: 2, AUTOFOCUS.id: 1, EXPOSURE_MODE.id: 3}
+    assert controls.inventory_snippet(infos, at_defaults) == "controls: {}\n"
+
+
+def test_the_snippet_leaves_out_what_the_inventory_could_not_set() -> None:
+    inactive = replace(FOCUS, flags=videodev.CTRL_FLAG_INACTIVE)
+    read_only = replace(FLICKER, flags=videodev.CTRL_FLAG_READ_ONLY)
+    volatile = replace(AUTOFOCUS, flags=videodev.CTRL_FLAG_VOLATILE)
+    values = {FOCUS.id: 40, FLICKER.id: 1, AUTOFOCUS.id: 0}
+    assert controls.inventory_snippet([inactive, read_only, volatile], values) == "controls: {}\n"
+    assert controls.inventory_snippet([FOCUS], {}) == "controls: {}\n"  # value unknown
+
+
+def test_control_json_names_flags_as_v4l2_ctl_does() -> None:
+    flags = videodev.CTRL_FLAG_INACTIVE | videodev.CTRL_FLAG_SLIDER | videodev.CTRL_FLAG_GRABBED
+    assert controls.flag_names(flags) == ["grabbed", "inactive", "slider"]
+    assert controls.control_json(FLICKER, 1) == {
+        "name": "power_line_frequency",
+        "label": "Power Line Frequency",
+        "type": "menu",
+        "min": 0,
+        "max": 2,
+        "step": 1,
+        "default": 2,
+        "value": 1,
+        "flags": [],
+        "menu": [
+            {"value": 0, "name": "Disabled"},
+            {"value": 1, "name": "50 Hz"},
+            {"value": 2, "name": "60 Hz"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "raw"),
+    [(True, "1"), (False, "0"), (40, "40"), (-3, "-3"), (40.0, "40"), ("50 Hz", "50 Hz")],
+)
+def test_json_values_become_what_controls_takes(value: object, raw: str) -> None:
+    assert controls.json_value(value) == raw
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "null"),
+        (40.5, "40.5"),
+        ([1], "[1]"),
+        ({"a": 1}, '{"a": 1}'),
+        ("", '""'),
+        ("x" * 65, '"' + "x" * 39),
+        ("a\nb", '"a\\nb"'),
+    ],
+)
+def test_other_json_values_are_refused(value: object, shown: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        controls.json_value(value)
+    assert str(excinfo.value) == (
+        f"must be a number, true/false or a menu entry's name (got {shown})"
+    )
+
+
+def test_byte_rate_follows_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snapshot_stream import camera
+
+    now = [100.0]
+    monkeypatch.setattr(camera.time, "monotonic", lambda: now[0])
+    rate = camera.ByteRate(window=3.0)
+    assert rate.per_second() == 0.0
+    for _ in range(31):  # 10 frames of 1000 bytes a second for 3 s
+        rate.add(1000)
+        now[0] += 0.1
+    now[0] -= 0.1
+    assert rate.per_second() == 10000.0 and rate.total == 31000
+    now[0] += 1.5  # nothing arrives: the rate falls, the total stays
+    assert 0 < rate.per_second() < 10000.0
+    now[0] += 3.0
+    assert rate.per_second() == 0.0 and rate.total == 31000

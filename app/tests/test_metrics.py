@@ -11,6 +11,7 @@ import pytest
 from snapshot_stream.metrics import (
     CONTENT_TYPE,
     STATES,
+    CameraFigures,
     MetricsSnapshot,
     escape_label_value,
     format_value,
@@ -198,7 +199,9 @@ def test_non_finite_values_render_and_parse() -> None:
 
 def test_prometheus_client_parser_agrees_if_installed() -> None:
     parser = pytest.importorskip("prometheus_client.parser")
-    families = {f.name: f for f in parser.text_string_to_metric_families(render(SNAP))}
+    text = render(replace(SNAP, camera=CAMERA))
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    assert families["snapshot_stream_camera_received_bytes"].type == "counter"
     assert families["snapshot_stream_frames_served"].type == "counter"
     assert families["snapshot_stream_encode_seconds"].type == "summary"
 
@@ -234,3 +237,47 @@ def test_refusals_are_counted_by_status_and_cap() -> None:
     assert samples[(caps, (("cap", "total"),))] == 0
     assert samples[("snapshot_stream_frames_broken_total", ())] == 5
     assert samples[("snapshot_stream_frames_placeholder_total", ())] == 9
+
+
+CAMERA = CameraFigures(
+    device="/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920-video-index0",
+    fourcc="MJPG",
+    width=640,
+    height=480,
+    fps=24.0,
+    bytes_total=123456789,
+    bytes_per_second=1103520.5,
+)
+
+
+def test_camera_figures() -> None:
+    types, helps, s = parse(render(replace(SNAP, camera=CAMERA)))
+    assert set(types) == set(helps)
+    p = "snapshot_stream_"
+    info = (("device", CAMERA.device), ("format", "MJPG"))
+    assert s[(p + "camera_info", info)] == 1
+    assert s[(p + "camera_width_pixels", ())] == 640
+    assert s[(p + "camera_height_pixels", ())] == 480
+    assert s[(p + "camera_fps", ())] == 24.0
+    assert s[(p + "camera_received_bytes_total", ())] == 123456789
+    assert types[p + "camera_received_bytes_total"] == "counter"
+    assert s[(p + "camera_received_bytes_per_second", ())] == 1103520.5
+    assert types[p + "camera_received_bytes_per_second"] == "gauge"
+
+
+def test_camera_figures_before_the_first_open_and_for_other_sources() -> None:
+    never_opened = CameraFigures(None, None, None, None, None, 0, 0.0)
+    _, _, s = parse(render(replace(SNAP, camera=never_opened)))
+    camera = sorted(name for name, _ in s if name.startswith("snapshot_stream_camera_"))
+    assert camera == [
+        "snapshot_stream_camera_received_bytes_per_second",
+        "snapshot_stream_camera_received_bytes_total",
+        "snapshot_stream_camera_up",
+    ]
+    _, _, s = parse(render(SNAP))  # not a V4L2 camera: no camera figures at all
+    assert [name for name, _ in s if name.startswith("snapshot_stream_camera_")] == [
+        "snapshot_stream_camera_up"
+    ]
+    unknown = replace(CAMERA, bytes_per_second=math.nan)
+    _, _, s = parse(render(replace(SNAP, camera=unknown)))
+    assert math.isnan(s[("snapshot_stream_camera_received_bytes_per_second", ())])

@@ -48,9 +48,7 @@ IOCTLS = [name for name in dir(vd) if name.startswith("VIDIOC_")]
 CONSTANTS = {
     "V4L2_CAP_VIDEO_CAPTURE": vd.CAP_VIDEO_CAPTURE,
     "V4L2_CAP_DEVICE_CAPS": vd.CAP_DEVICE_CAPS,
-    "V4L2_CTRL_FLAG_NEXT_CTRL": vd.CTRL_FLAG_NEXT_CTRL,
-    "V4L2_CTRL_FLAG_INACTIVE": vd.CTRL_FLAG_INACTIVE,
-    "V4L2_CTRL_FLAG_READ_ONLY": vd.CTRL_FLAG_READ_ONLY,
+    **{f"V4L2_{name}": getattr(vd, name) for name in dir(vd) if name.startswith("CTRL_FLAG_")},
     "V4L2_CTRL_TYPE_INTEGER_MENU": vd.CTRL_TYPE_INTEGER_MENU,
     "V4L2_CTRL_TYPE_CTRL_CLASS": vd.CTRL_TYPE_CTRL_CLASS,
     "V4L2_PIX_FMT_MJPEG": vd.PIX_FMT_MJPEG,

@@ -155,6 +155,33 @@ class Checker:
             got = "a hidden value" if key in SECRET_KEYS else shown(text)
             self.add(f"{label or key} {exc} (got {got})")
 
+    def controls(self, controls: object) -> bool:
+        """``controls:`` is a mapping of control name to one value (number, boolean or a menu
+        entry's name). The env file joins it as name=value,... so no value may hold a comma;
+        which names and values exist only the camera knows (the streamer checks them)."""
+        example = "e.g. {focus_automatic_continuous: 0, power_line_frequency: 50 Hz}"
+        if not isinstance(controls, Mapping):
+            self.add(
+                "controls must be a mapping of V4L2 control name to value, "
+                f"{example} (got {shown(controls)})"
+            )
+            return False
+        ok = True
+        for name, value in controls.items():
+            if isinstance(value, (Mapping, list, tuple)) or value is None or value == "":
+                self.add(
+                    f"controls: {shown(name)} must be one value: a number, true/false or a menu "
+                    f"entry's name (got {shown(value)})"
+                )
+                ok = False
+            elif isinstance(value, str) and ("," in value or "=" in value or "\n" in value):
+                self.add(
+                    f"controls: {shown(name)}'s value must not hold a comma, = or a line break "
+                    f"(got {shown(value)}): the env file lists controls as name=value,..."
+                )
+                ok = False
+        return ok
+
     def name(self, name: object) -> None:
         if not isinstance(name, str) or not NAME_RULE.match(name):
             self.add(
@@ -223,6 +250,8 @@ def camera_model_host(
         check.name(cam.get("name"))
         given = {k: v for k, v in cam.items() if k in table.BY_NAME and is_set(v)}
         for key, value in given.items():
+            if key == "controls" and not check.controls(value):
+                continue  # the shape is wrong: the app's parser would only confuse matters
             if key != "name":
                 check.value(key, value)
         for problem in table.pair_problems(given, str):
