@@ -83,11 +83,22 @@ def _say(level: int, msg: str, *args: object) -> None:
     log.log(level, "%s", text)
 
 
+# cv::utils::logging::LOG_LEVEL_ERROR, the same number in every OpenCV 4 and 5 release.
+_LOG_LEVEL_ERROR = 2
+
+
 def quiet_opencv() -> None:
     """Keep OpenCV's own V4L2 warnings (select() timeout, REQBUFS after an unplug) out of the
     log unless it runs at debug level: the streamer says what happened, in one line."""
-    if not logging.getLogger("snapshot_stream").isEnabledFor(logging.DEBUG):
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    if logging.getLogger("snapshot_stream").isEnabledFor(logging.DEBUG):
+        return
+    # OpenCV 4.6 (Debian's python3-opencv, the apt install method) has only the top-level
+    # setLogLevel; later releases moved it to cv2.utils.logging.
+    utils_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if utils_logging is not None:
+        utils_logging.setLogLevel(utils_logging.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(_LOG_LEVEL_ERROR)
 
 
 def default_opener(path: str) -> CaptureLike:

@@ -473,3 +473,29 @@ def test_bandwidth_reason_says_what_to_do() -> None:
     mjpg = v4l2.bandwidth_reason(Mode("MJPG", 1920, 1080, 30))
     assert "MJPG 1920x1080 @ 30 fps" in mjpg and "use MJPG" not in mjpg
     assert "smaller --width/--height or --fps" in mjpg
+
+
+class _CallsLogLevel:
+    def __init__(self) -> None:
+        self.levels: list[int] = []
+
+    def setLogLevel(self, level: int) -> None:  # noqa: N802 - OpenCV's name
+        self.levels.append(level)
+
+
+def test_quiet_opencv_on_opencv_4_6_uses_the_top_level_call(monkeypatch) -> None:
+    # Debian bookworm's python3-opencv 4.6 has cv2.setLogLevel but no cv2.utils.logging: the
+    # apt install method must start the camera there too.
+    old = _CallsLogLevel()
+    monkeypatch.setattr(v4l2, "cv2", old)
+    v4l2.quiet_opencv()
+    assert old.levels == [cv2.utils.logging.LOG_LEVEL_ERROR]
+
+
+def test_quiet_opencv_stays_out_of_the_way_at_debug(monkeypatch) -> None:
+    old = _CallsLogLevel()
+    monkeypatch.setattr(v4l2, "cv2", old)
+    logger = logging.getLogger("snapshot_stream")
+    monkeypatch.setattr(logger, "level", logging.DEBUG)
+    v4l2.quiet_opencv()
+    assert old.levels == []
