@@ -53,7 +53,7 @@ pytest: venv
 images:
 	scripts/build-images --jobs 2 bookworm-amd64 trixie-amd64 bookworm-arm64 bookworm-armhf
 
-# Scenarios: default fleet trixie arm64 armhf (MOLECULE_SCENARIOS="..." or scripts/molecule-all NAME)
+# Scenarios: default fleet trixie apt arm64 armhf (MOLECULE_SCENARIOS="..." or scripts/molecule-all NAME)
 molecule: venv
 	scripts/molecule-all
 
