@@ -61,7 +61,11 @@ def _source(upstream) -> str:
 def test_passthrough_is_byte_identical(upstream) -> None:
     parts, seen, health = _through(upstream, cfg(source=_source(upstream), width=W, height=H))
     assert len(parts) >= 8
-    assert all(p.jpeg in seen for p in parts)
+    # The direct recorder is a viewer like any other: on a loaded machine it may be handed the
+    # newest frame and skip one that the streamer under test did get. A re-encoded part never
+    # matches (test_rotate_reencodes), so most parts matching byte for byte is passthrough.
+    matched = [p for p in parts if p.jpeg in seen]
+    assert len(matched) >= max(8, len(parts) * 3 // 4), (len(matched), len(parts))
     assert health["passthrough"] is True
 
 
