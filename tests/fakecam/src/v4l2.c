@@ -589,22 +589,32 @@ static int check_ext_ctrls(struct v4l2_ext_controls *cs, unsigned long ioctl)
 	return 0;
 }
 
+/* What G, S and TRY_EXT_CTRLS check before touching a value: the array, then each control's
+ * access. On a refused control, TRY names it in error_idx, G and S name none (the count). */
+static int ext_ctrls_access(struct fc_cam *c, struct v4l2_ext_controls *cs, unsigned long ioctl)
+{
+	cs->error_idx = cs->count;
+	int r = check_ext_ctrls(cs, ioctl);
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < cs->count; i++) {
+		r = ctrl_access(c, cs, cs->controls[i].id, ioctl);
+		if (r) {
+			cs->error_idx = ioctl == VIDIOC_TRY_EXT_CTRLS ? i : cs->count;
+			return r;
+		}
+	}
+	return 0;
+}
+
 static int g_ext_ctrls(struct fc_handle *h, struct v4l2_ext_controls *cs)
 {
 	struct fc_cam *c = h->cam;
-	cs->error_idx = cs->count;
-	int r = check_ext_ctrls(cs, VIDIOC_G_EXT_CTRLS);
+	int r = ext_ctrls_access(c, cs, VIDIOC_G_EXT_CTRLS);
 	if (r)
 		ERR(-r);
 	if (!cs->count)
 		return 0;
-	for (uint32_t i = 0; i < cs->count; i++) {
-		r = ctrl_access(c, cs, cs->controls[i].id, VIDIOC_G_EXT_CTRLS);
-		if (r) {
-			cs->error_idx = cs->count;
-			ERR(-r);
-		}
-	}
 	for (uint32_t i = 0; i < cs->count; i++) {
 		int ci;
 		const struct fc_ctrl *k = fc_ctrl_find(c->profile, cs->controls[i].id, &ci);
@@ -617,19 +627,11 @@ static int g_ext_ctrls(struct fc_handle *h, struct v4l2_ext_controls *cs)
 static int s_ext_ctrls(struct fc_handle *h, struct v4l2_ext_controls *cs, unsigned long ioctl)
 {
 	struct fc_cam *c = h->cam;
-	cs->error_idx = cs->count;
-	int r = check_ext_ctrls(cs, ioctl);
+	int r = ext_ctrls_access(c, cs, ioctl);
 	if (r)
 		ERR(-r);
 	if (!cs->count)
 		return 0;
-	for (uint32_t i = 0; i < cs->count; i++) {
-		r = ctrl_access(c, cs, cs->controls[i].id, ioctl);
-		if (r) {
-			cs->error_idx = ioctl == VIDIOC_TRY_EXT_CTRLS ? i : cs->count;
-			ERR(-r);
-		}
-	}
 	for (uint32_t i = 0; i < cs->count; i++) {
 		const struct fc_ctrl *k = fc_ctrl_find(c->profile, cs->controls[i].id, NULL);
 		int32_t v = cs->controls[i].value;
