@@ -314,6 +314,13 @@ def make_nodes(tmp_path, *names: str) -> str:
     return str(tmp_path)
 
 
+def first_working(dev: str, opener, probe=None):
+    """v4l2.first_working at 640x480, 25 fps, buffer 1, over the nodes in ``dev``."""
+    return v4l2.first_working(
+        640, 480, 25, 1, opener=opener, dev_dir=dev, probe=probe or FakeProbe()
+    )
+
+
 def test_first_working_skips_metadata_and_broken_nodes(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0", "video1", "video2", "video10")
     metadata = FakeCapture(frames=[])  # opens, never yields a frame
@@ -325,9 +332,7 @@ def test_first_working_skips_metadata_and_broken_nodes(tmp_path) -> None:
         tried.append(os.path.basename(path))
         return caps.get(os.path.basename(path), FakeCapture())
 
-    cap, settings, frame = v4l2.first_working(
-        640, 480, 25, 1, opener=opener, dev_dir=dev, probe=FakeProbe()
-    )
+    cap, settings, frame = first_working(dev, opener)
     assert cap is working and settings.path == os.path.join(dev, "video2")
     assert tried == ["video0", "video1", "video2"]  # stops at the first working one
     assert metadata.released and caps["video1"].released and not working.released
@@ -337,9 +342,7 @@ def test_first_working_skips_metadata_and_broken_nodes(tmp_path) -> None:
 def test_first_working_retries_corrupt_first_frames(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0")
     cap = FakeCapture(frames=[raw(b"\0" * 2000), raw(PICTURE[:900]), raw(PICTURE)])
-    _, settings, frame = v4l2.first_working(
-        640, 480, 25, 1, opener=lambda p: cap, dev_dir=dev, probe=FakeProbe()
-    )
+    _, settings, frame = first_working(dev, lambda p: cap)
     assert v4l2.decode_frame(frame, settings) == PICTURE
 
 
@@ -350,15 +353,7 @@ def test_first_working_gives_up_on_a_device_quickly(tmp_path) -> None:
     garbage = FakeCapture(frames=[raw(b"\1" * 1000)] * 100)
     caps = {"video0": metadata, "video1": garbage}
     with pytest.raises(SourceError, match="no frame"):
-        v4l2.first_working(
-            640,
-            480,
-            25,
-            1,
-            opener=lambda p: caps[os.path.basename(p)],
-            dev_dir=dev,
-            probe=FakeProbe(),
-        )
+        first_working(dev, lambda p: caps[os.path.basename(p)])
     assert metadata.reads == 1
     assert garbage.reads == v4l2.FIRST_FRAME_ATTEMPTS
 
@@ -367,15 +362,7 @@ def test_first_working_reports_every_failure(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0", "video1")
     caps = {"video0": FakeCapture(frames=[]), "video1": FakeCapture(opened=False)}
     with pytest.raises(NoWorkingCamera) as excinfo:
-        v4l2.first_working(
-            640,
-            480,
-            25,
-            1,
-            opener=lambda p: caps[os.path.basename(p)],
-            dev_dir=dev,
-            probe=FakeProbe(),
-        )
+        first_working(dev, lambda p: caps[os.path.basename(p)])
     assert str(excinfo.value) == (
         f"no working camera: {dev}/video0: no frame (read failed); "
         f"{dev}/video1: cannot open (not a capture device, or busy)"
@@ -435,9 +422,7 @@ def test_first_working_prefers_mjpg_cameras_and_skips_other_nodes(tmp_path, capl
         return caps[os.path.basename(path)]
 
     with caplog.at_level(logging.INFO, logger="snapshot_stream.v4l2"):
-        cap, settings, _ = v4l2.first_working(
-            640, 480, 25, 1, opener=opener, dev_dir=dev, probe=probe
-        )
+        cap, settings, _ = first_working(dev, opener, probe)
     # MJPG cameras first, in node order; the metadata node is never opened in OpenCV.
     assert tried == ["video2", "video3", "video1"]
     assert cap is yuyv and settings.fourcc == "YUYV" and not settings.passthrough
@@ -449,9 +434,7 @@ def test_first_working_lists_skipped_nodes_in_node_order(tmp_path) -> None:
     dev = make_nodes(tmp_path, "video0", "video1")
     probe = FakeProbe({"video0": NodeInfo(False, False, "not a V4L2 device")})
     with pytest.raises(NoWorkingCamera) as excinfo:
-        v4l2.first_working(
-            640, 480, 25, 1, opener=lambda p: FakeCapture(frames=[]), dev_dir=dev, probe=probe
-        )
+        first_working(dev, lambda p: FakeCapture(frames=[]), probe)
     assert str(excinfo.value) == (
         f"no working camera: {dev}/video0: not a V4L2 device; {dev}/video1: no frame (read failed)"
     )
