@@ -46,6 +46,7 @@ def _iowr(nr: int, struct: type[ctypes._CData] | ctypes._CData) -> int:
 BUF_TYPE_VIDEO_CAPTURE = 1
 MEMORY_MMAP = 1
 FIELD_ANY = 0
+BUF_FLAG_ERROR = 0x00000040
 
 CAP_VIDEO_CAPTURE = 0x00000001
 CAP_VIDEO_CAPTURE_MPLANE = 0x00001000
@@ -216,7 +217,8 @@ class _BufferM(ctypes.Union):
 
 
 class Buffer(ctypes.Structure):
-    """struct v4l2_buffer, only used to queue one buffer before a stream-on probe."""
+    """struct v4l2_buffer: the app queues one before a stream-on probe; the emulated camera's
+    capture client (tests/fakecam/v4l2probe.py) streams with it."""
 
     _fields_ = (
         ("index", ctypes.c_uint32),
@@ -367,7 +369,9 @@ VIDIOC_ENUM_FMT = _iowr(2, FmtDesc)
 VIDIOC_G_FMT = _iowr(4, Format)
 VIDIOC_S_FMT = _iowr(5, Format)
 VIDIOC_REQBUFS = _iowr(8, RequestBuffers)
+VIDIOC_QUERYBUF = _iowr(9, Buffer)
 VIDIOC_QBUF = _iowr(15, Buffer)
+VIDIOC_DQBUF = _iowr(17, Buffer)
 VIDIOC_STREAMON = _iow(18, ctypes.c_int)
 VIDIOC_STREAMOFF = _iow(19, ctypes.c_int)
 VIDIOC_G_PARM = _iowr(21, StreamParm)

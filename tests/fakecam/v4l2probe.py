@@ -9,7 +9,8 @@ prints {"event": "frame", "seq", "bytes", "flags", "error", "sha256", "soi", "eo
 {"event": "timeout"}; a failing call prints {"event": "error", "call", "errno"} and, after
 DQBUF or select() failures, the script goes on reporting until --events lines were printed.
 Run under the emulation (fakecam-run, or Cameras.env()) it exercises the same ioctls as
-OpenCV's V4L2 backend without OpenCV.
+OpenCV's V4L2 backend without OpenCV. Its structures are the app's (snapshot_stream.videodev):
+run it with the venv's Python.
 """
 
 from __future__ import annotations
@@ -27,47 +28,23 @@ import struct
 import sys
 import time
 
-
-# ioctl numbers: _IOC(dir, 'V', nr, size) with dir 1 = write, 2 = read, 3 = both
-def _ioc(direction: int, nr: int, size: int) -> int:
-    return (direction << 30) | (size << 16) | (ord("V") << 8) | nr
-
-
-class Timeval(ctypes.Structure):
-    _fields_ = [("sec", ctypes.c_long), ("usec", ctypes.c_long)]
-
-
-class Buffer(ctypes.Structure):
-    _fields_ = [
-        ("index", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("bytesused", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("field", ctypes.c_uint32),
-        ("timestamp", Timeval),
-        ("timecode", ctypes.c_uint8 * 16),
-        ("sequence", ctypes.c_uint32),
-        ("memory", ctypes.c_uint32),
-        ("offset", ctypes.c_ulong),  # union m: offset / userptr / fd
-        ("length", ctypes.c_uint32),
-        ("reserved2", ctypes.c_uint32),
-        ("request_fd", ctypes.c_int32),
-    ]
-
-
-FMT_SIZE = 208
-PARM_SIZE = 204
-VIDIOC_S_FMT = _ioc(3, 5, FMT_SIZE)
-VIDIOC_REQBUFS = _ioc(3, 8, 20)
-VIDIOC_QUERYBUF = _ioc(3, 9, ctypes.sizeof(Buffer))
-VIDIOC_QBUF = _ioc(3, 15, ctypes.sizeof(Buffer))
-VIDIOC_DQBUF = _ioc(3, 17, ctypes.sizeof(Buffer))
-VIDIOC_STREAMON = _ioc(1, 18, 4)
-VIDIOC_G_PARM = _ioc(3, 21, PARM_SIZE)
-VIDIOC_S_PARM = _ioc(3, 22, PARM_SIZE)
-CAPTURE = 1
-MMAP = 1
-FLAG_ERROR = 0x40
+# The app's V4L2 ABI (checked against <linux/videodev2.h> by app/tests/test_videodev.py).
+from snapshot_stream.videodev import (
+    BUF_FLAG_ERROR,
+    BUF_TYPE_VIDEO_CAPTURE,
+    MEMORY_MMAP,
+    VIDIOC_DQBUF,
+    VIDIOC_QBUF,
+    VIDIOC_QUERYBUF,
+    VIDIOC_REQBUFS,
+    VIDIOC_S_FMT,
+    VIDIOC_S_PARM,
+    VIDIOC_STREAMON,
+    Buffer,
+    Format,
+    RequestBuffers,
+    StreamParm,
+)
 
 
 def emit(**fields: object) -> None:
@@ -105,38 +82,37 @@ def main() -> int:
     except OSError as exc:
         emit(event="error", call="open", errno=errno.errorcode.get(exc.errno, str(exc.errno)))
         return 1
-    fmt = bytearray(FMT_SIZE)
-    struct.pack_into("<I", fmt, 0, CAPTURE)
-    struct.pack_into("<IIII", fmt, 8, width, height, fourcc(a.fourcc), 1)
+    fmt = Format(type=BUF_TYPE_VIDEO_CAPTURE)
+    pix = fmt.fmt.pix
+    pix.width, pix.height, pix.pixelformat, pix.field = width, height, fourcc(a.fourcc), 1
     if not call(fd, "S_FMT", VIDIOC_S_FMT, fmt):
         return 1
-    got_w, got_h, got_fourcc = struct.unpack_from("<III", fmt, 8)
-    parm = bytearray(PARM_SIZE)
-    struct.pack_into("<III", parm, 0, CAPTURE, 0, 0)
-    struct.pack_into("<II", parm, 12, 1, a.fps)  # timeperframe = 1/fps
+    parm = StreamParm(type=BUF_TYPE_VIDEO_CAPTURE)
+    parm.parm.capture.timeperframe.numerator = 1
+    parm.parm.capture.timeperframe.denominator = a.fps
     if not call(fd, "S_PARM", VIDIOC_S_PARM, parm):
         return 1
-    num, den = struct.unpack_from("<II", parm, 12)
+    interval = parm.parm.capture.timeperframe
     emit(
         event="format",
-        fourcc=struct.pack("<I", got_fourcc).decode(),
-        width=got_w,
-        height=got_h,
-        interval=[num, den],
+        fourcc=struct.pack("<I", pix.pixelformat).decode(),
+        width=pix.width,
+        height=pix.height,
+        interval=[interval.numerator, interval.denominator],
     )
-    req = bytearray(struct.pack("<IIII4x", a.buffers, CAPTURE, MMAP, 0))
+    req = RequestBuffers(count=a.buffers, type=BUF_TYPE_VIDEO_CAPTURE, memory=MEMORY_MMAP)
     if not call(fd, "REQBUFS", VIDIOC_REQBUFS, req):
         return 1
-    count = struct.unpack_from("<I", req, 0)[0]
+    count = req.count
     maps = []
     for i in range(count):
-        b = Buffer(index=i, type=CAPTURE, memory=MMAP)
+        b = Buffer(index=i, type=BUF_TYPE_VIDEO_CAPTURE, memory=MEMORY_MMAP)
         if not call(fd, "QUERYBUF", VIDIOC_QUERYBUF, b):
             return 1
-        maps.append(mmap.mmap(fd, b.length, mmap.MAP_SHARED, mmap.PROT_READ, offset=b.offset))
+        maps.append(mmap.mmap(fd, b.length, mmap.MAP_SHARED, mmap.PROT_READ, offset=b.m.offset))
         if not call(fd, "QBUF", VIDIOC_QBUF, b):
             return 1
-    if not call(fd, "STREAMON", VIDIOC_STREAMON, ctypes.c_int(CAPTURE)):
+    if not call(fd, "STREAMON", VIDIOC_STREAMON, ctypes.c_int(BUF_TYPE_VIDEO_CAPTURE)):
         return 1
     emit(event="streaming", buffers=count)
     printed = 0
@@ -154,7 +130,7 @@ def main() -> int:
             emit(event="timeout", t=time.monotonic())
             printed += 1
             continue
-        b = Buffer(type=CAPTURE, memory=MMAP)
+        b = Buffer(type=BUF_TYPE_VIDEO_CAPTURE, memory=MEMORY_MMAP)
         if not call(fd, "DQBUF", VIDIOC_DQBUF, b):
             printed += 1
             time.sleep(0.05)
@@ -165,8 +141,8 @@ def main() -> int:
             seq=b.sequence,
             bytes=b.bytesused,
             flags=b.flags,
-            error=bool(b.flags & FLAG_ERROR),
-            ts=b.timestamp.sec + b.timestamp.usec / 1e6,
+            error=bool(b.flags & BUF_FLAG_ERROR),
+            ts=b.timestamp.tv_sec + b.timestamp.tv_usec / 1e6,
             sha256=hashlib.sha256(data).hexdigest(),
             soi=data[:2] == b"\xff\xd8",
             eoi=data[-2:] == b"\xff\xd9",
