@@ -220,7 +220,7 @@ def configure(
     )
 
 
-def limit_frame_wait(fps: float) -> int:
+def limit_frame_wait(fps: float) -> float:
     """Make OpenCV give up on a missing frame after a few frame periods instead of 10 s.
 
     OpenCV reads the variable once per process, at its first wait. A stalled camera then fails
@@ -231,10 +231,7 @@ def limit_frame_wait(fps: float) -> int:
     """
     seconds = max(2, math.ceil(3.0 / fps))
     os.environ.setdefault(SELECT_TIMEOUT_ENV, str(seconds))
-    try:
-        return int(os.environ[SELECT_TIMEOUT_ENV])
-    except ValueError:
-        return 10
+    return _frame_wait()
 
 
 @dataclass(frozen=True)
@@ -420,6 +417,7 @@ def read_failure(
 
 
 def _frame_wait() -> float:
+    """OpenCV's wait for a frame, in seconds (the variable, else its default of 10 s)."""
     try:
         return float(os.environ.get(SELECT_TIMEOUT_ENV, "10"))
     except ValueError:
