@@ -37,11 +37,14 @@ endif
 setup:
 	@scripts/stage setup scripts/ci-setup
 
+# The shell scripts of scripts/ (host-check is Python, host-packages.txt a list).
+SHELL_SCRIPTS = $(shell grep -l '^\#!/usr/bin/env bash' scripts/*)
+
 lint: venv
-	ruff check app bench tests molecule roles
-	ruff format --check app bench tests molecule roles
+	ruff check app bench tests molecule roles scripts/host-check
+	ruff format --check app bench tests molecule roles scripts/host-check
 	yamllint -s .
-	shellcheck .ci/run scripts/* roles/snapshot_stream/files/snapshot-stream-tailnet
+	shellcheck .ci/run $(SHELL_SCRIPTS) roles/snapshot_stream/files/snapshot-stream-tailnet
 	ansible-lint --profile production
 	ansible-playbook --syntax-check -i inventory.example playbook.yml
 

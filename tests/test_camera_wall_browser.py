@@ -109,8 +109,7 @@ class Streamer:
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
     found, missing = wall.find_tools("chromium", "chromedriver", "ffmpeg")
-    if missing:
-        pytest.skip(f"missing binaries; install the Debian packages: {' '.join(missing)}")
+    wall.skip_missing(missing)
     return found
 
 

@@ -30,8 +30,7 @@ ARTIFACTS = APP_DIR.parent / "artifacts"
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
     found, missing = wall.find_tools("chromium", "chromedriver")
-    if missing:
-        pytest.skip(f"missing binaries; install the Debian packages: {' '.join(missing)}")
+    wall.skip_missing(missing)
     return found
 
 
